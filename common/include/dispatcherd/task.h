@@ -1,0 +1,115 @@
+#pragma once
+// The public task API. A task is a named C++ function registered at static-init time:
+//
+//   nlohmann::json hello(dispatcherd::TaskContext& ctx) {
+//     return "hello " + ctx.kwargs().value("name", std::string("world"));
+//   }
+//   DISPATCHERD_TASK("demo.hello", hello);
+//
+// The `task` string of a message is the registry key. Nothing received over the wire is ever
+// evaluated: a name that is not registered is an unknown task (an error, counted).
+// Tasks run inside worker processes, one at a time per worker.
+
+#include <exception>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dispatcherd {
+
+/// ABI version of the registry; task libraries built against another version are refused.
+constexpr int kTaskAbiVersion = 1;
+
+/// Thrown by TaskContext::check_cancelled(); reported as a cancel, not a failure.
+class TaskCancelled : public std::exception {
+ public:
+  const char* what() const noexcept override { return "task cancelled"; }
+};
+
+/// What a running task knows about itself and may ask of the service.
+class TaskContext {
+ public:
+  /// Runs a control command against the service (`bind` tasks, upstream-spec §4.5) and waits
+  /// for its result (no `node_id` in it).
+  using ControlFn = std::function<nlohmann::json(const std::string&, const nlohmann::json&)>;
+
+  /// Built by the worker for each task; `cancel_flag` is set asynchronously on cancel.
+  TaskContext(const nlohmann::json& message, std::string uuid, int worker_id,
+              const volatile int* cancel_flag, ControlFn control);
+
+  /// The task's uuid ("<unknown>" if the message had none).
+  const std::string& uuid() const { return uuid_; }
+  /// The id of the worker running it.
+  int worker_id() const { return worker_id_; }
+  /// Positional arguments (an array, [] when absent).
+  const nlohmann::json& args() const { return args_; }
+  /// Keyword arguments (an object, {} when absent).
+  const nlohmann::json& kwargs() const { return kwargs_; }
+  /// The whole message as received.
+  const nlohmann::json& message() const { return message_; }
+  /// True once a cancel or timeout was requested for this task.
+  bool cancelled() const { return cancel_flag_ && *cancel_flag_ != 0; }
+  /// Throws TaskCancelled when cancelled(); call it at safe points of long work.
+  void check_cancelled() const {
+    if (cancelled()) throw TaskCancelled();
+  }
+  /// Runs control `command` with `data` in the main process and returns its reply.
+  nlohmann::json control(const std::string& command,
+                         const nlohmann::json& data = nlohmann::json::object());
+
+ private:
+  const nlohmann::json& message_;
+  std::string uuid_;
+  int worker_id_;
+  nlohmann::json args_;
+  nlohmann::json kwargs_;
+  const volatile int* cancel_flag_;
+  ControlFn control_;
+};
+
+/// A task function: returns a JSON result (only logged) or throws to fail.
+using TaskFn = nlohmann::json (*)(TaskContext&);
+
+/// One registered task.
+struct TaskEntry {
+  std::string name;
+  TaskFn fn = nullptr;
+};
+
+/// Registers `fn` under `name`; a second registration of a name is refused (returns false and
+/// logs). Call before workers exist (static init, or a task library's load).
+bool register_task(const char* name, TaskFn fn);
+/// The registered task named `name`, or nullptr.
+const TaskEntry* find_task(std::string_view name);
+/// Names of all registered tasks, sorted (for metric labels and `--list-tasks`).
+std::vector<std::string> registered_task_names();
+
+/// Worker hooks (upstream's worker callbacks, §7.10), for library users. Each may be empty.
+/// They run in the worker process; an exception from one is logged and ignored.
+struct WorkerHooks {
+  std::function<void(int worker_id)> on_start;
+  std::function<void(const nlohmann::json& message)> before_task;
+  std::function<void(const nlohmann::json& message, const nlohmann::json& result)> after_task;
+  std::function<void()> on_idle;  ///< every worker.worker_kwargs.idle_timeout idle seconds
+  std::function<void()> on_shutdown;
+};
+/// Installs the hooks (replacing earlier ones). Call before run_service().
+void set_worker_hooks(WorkerHooks hooks);
+/// The installed hooks.
+const WorkerHooks& worker_hooks();
+
+/// Runs the dispatcherd service with this process's registered tasks (library mode): parses
+/// the same command line as the `dispatcherd` binary and returns its exit code.
+int run_service(int argc, char** argv);
+
+}  // namespace dispatcherd
+
+#define DISPATCHERD_CONCAT_INNER(a, b) a##b
+#define DISPATCHERD_CONCAT(a, b) DISPATCHERD_CONCAT_INNER(a, b)
+/// Registers `fn` as the task `name` at static-init time.
+#define DISPATCHERD_TASK(name, fn)                                                       \
+  [[maybe_unused]] static const bool DISPATCHERD_CONCAT(dispatcherd_task_registered_, \
+                                                        __LINE__) =                      \
+      ::dispatcherd::register_task(name, fn)

@@ -1,0 +1,95 @@
+// The task registry, TaskContext and the worker hooks (common/include/dispatcherd/task.h).
+//
+// Registration happens at static-init time (DISPATCHERD_TASK) from any translation unit or
+// task library, in no particular order, so every piece of state here is a function-local
+// static: it is constructed on first use, whichever registration comes first.
+
+#include <csignal>
+#include <map>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+
+#include "dispatcherd/log.h"
+#include "dispatcherd/task.h"
+
+namespace dispatcherd {
+
+// The worker's cancel flag is a sig_atomic_t written by a signal handler and read through
+// TaskContext's `const volatile int*`; the two types must be the same for that to be valid.
+static_assert(std::is_same_v<std::sig_atomic_t, int>, "cancel flag must be a sig_atomic_t");
+
+namespace {
+
+// std::less<> makes find() accept a string_view without building a std::string per lookup.
+using Registry = std::map<std::string, TaskEntry, std::less<>>;
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+WorkerHooks& hooks_storage() {
+  static WorkerHooks h;
+  return h;
+}
+
+}  // namespace
+
+bool register_task(const char* name, TaskFn fn) {
+  if (name == nullptr || *name == '\0' || fn == nullptr) {
+    LOG_ERROR("refusing to register a task with an empty name or no function");
+    return false;
+  }
+  auto [it, inserted] = registry().try_emplace(name, TaskEntry{name, fn});
+  if (!inserted) {
+    LOG_ERROR("task '" << name << "' is already registered; the second registration is ignored");
+    return false;
+  }
+  return true;
+}
+
+const TaskEntry* find_task(std::string_view name) {
+  const Registry& r = registry();
+  auto it = r.find(name);
+  return it == r.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> registered_task_names() {
+  std::vector<std::string> names;
+  names.reserve(registry().size());
+  for (const auto& [name, entry] : registry()) names.push_back(name);  // map order is sorted
+  return names;
+}
+
+TaskContext::TaskContext(const nlohmann::json& message, std::string uuid, int worker_id,
+                         const volatile int* cancel_flag, ControlFn control)
+    : message_(message),
+      uuid_(std::move(uuid)),
+      worker_id_(worker_id),
+      args_(nlohmann::json::array()),
+      kwargs_(nlohmann::json::object()),
+      cancel_flag_(cancel_flag),
+      control_(std::move(control)) {
+  // The worker rejects wrongly typed args/kwargs before building a context; keeping the
+  // defaults for them anyway means args() is always an array and kwargs() always an object.
+  if (message.is_object()) {
+    if (auto it = message.find("args"); it != message.end() && it->is_array()) args_ = *it;
+    if (auto it = message.find("kwargs"); it != message.end() && it->is_object()) kwargs_ = *it;
+  }
+}
+
+nlohmann::json TaskContext::control(const std::string& command, const nlohmann::json& data) {
+  if (!control_) throw std::runtime_error("control is not available");
+  return control_(command, data);
+}
+
+void set_worker_hooks(WorkerHooks hooks) {
+  hooks_storage() = std::move(hooks);
+}
+
+const WorkerHooks& worker_hooks() {
+  return hooks_storage();
+}
+
+}  // namespace dispatcherd

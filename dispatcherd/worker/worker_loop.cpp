@@ -1,0 +1,481 @@
+#include "dispatcherd/worker/worker_loop.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "dispatcherd/log.h"
+#include "dispatcherd/pool/ipc.h"
+#include "dispatcherd/task.h"
+#include "dispatcherd/worker/builtin_tasks.h"
+
+namespace dispatcherd {
+namespace {
+
+using worker::kSelfCheckTaskName;
+
+using ipc::Frame;
+using ipc::FrameType;
+using ipc::TaskStatus;
+using nlohmann::json;
+
+// State shared with the SIGUSR1 handler; sig_atomic_t so each access is one plain store/load.
+volatile std::sig_atomic_t g_cancel = 0;    // the running task's cancel flag (TaskContext reads it)
+volatile std::sig_atomic_t g_busy = 0;      // 1 while a task and its follow-ups run
+volatile std::sig_atomic_t g_seq31 = 0;     // cancel_signal_value() of the running task
+volatile std::sig_atomic_t g_pending = -1;  // a queued cancel received while idle, else -1
+
+void on_sigusr1(int, siginfo_t* info, void*) {
+  if (g_busy) {
+    if (cancel_matches(info->si_code, info->si_value.sival_int,
+                       static_cast<std::uint64_t>(g_seq31)))
+      g_cancel = 1;
+  } else if (info->si_code == SI_QUEUE) {
+    // Main may cancel a task it has written before this worker read it; remember the value
+    // so the task starts cancelled. A plain kill while idle is ignored, as upstream does.
+    g_pending = info->si_value.sival_int;
+  }
+}
+
+void install_signals() {
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  // Main decides when workers stop: a Ctrl-C or a supervisor's SIGTERM to the whole process
+  // group must not kill running tasks. SIGPIPE would kill us instead of returning EPIPE.
+  ::sigaction(SIGINT, &ign, nullptr);
+  ::sigaction(SIGTERM, &ign, nullptr);
+  ::sigaction(SIGPIPE, &ign, nullptr);
+  struct sigaction usr {};
+  usr.sa_sigaction = on_sigusr1;
+  sigemptyset(&usr.sa_mask);
+  // No SA_RESTART: a blocking call inside a task returns EINTR so the task sees the cancel.
+  usr.sa_flags = SA_SIGINFO;
+  ::sigaction(SIGUSR1, &usr, nullptr);
+  // Main blocks the signals it reads through signalfd; a forked worker inherits that mask.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+// Arms the handler for the task with sequence number `seq`. The flag is cleared before busy is
+// set, so a cancel arriving in between lands either in g_pending or in the fresh flag.
+void begin_task(std::uint64_t seq) {
+  const int seq31 = cancel_signal_value(seq);
+  g_cancel = 0;
+  g_seq31 = seq31;
+  g_busy = 1;
+  if (g_pending == seq31) g_cancel = 1;
+  g_pending = -1;
+}
+
+void end_task() {
+  g_busy = 0;
+}
+
+double now_epoch() {
+  timespec t{};
+  ::clock_gettime(CLOCK_REALTIME, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
+// Serializes without ever throwing: invalid UTF-8 in a task's result is replaced.
+std::string dump_safe(const json& value) {
+  try {
+    return value.dump(-1, ' ', false, json::error_handler_t::replace);
+  } catch (...) {
+    return "null";
+  }
+}
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n > 0) {
+      data.remove_prefix(static_cast<std::size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};  // a non-blocking fd from the spawner: wait, then retry
+      ::poll(&p, 1, -1);
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Checks a (sub-)message and finds its task; on failure returns nullptr and sets `error`.
+const TaskEntry* resolve(const json& message, std::string& error) {
+  if (!message.is_object()) {
+    error = std::string("task message must be an object, got ") + message.type_name();
+    return nullptr;
+  }
+  const TaskEntry* entry = nullptr;
+  if (auto sc = message.find("self_check"); sc != message.end() && *sc == true) {
+    entry = find_task(kSelfCheckTaskName);
+    if (entry == nullptr) {
+      error = "the self-check task is not registered";
+      return nullptr;
+    }
+  } else {
+    auto t = message.find("task");
+    if (t == message.end()) {
+      error = "message has no 'task'";
+      return nullptr;
+    }
+    if (!t->is_string()) {
+      error = std::string("field 'task' must be a string, got ") + t->type_name();
+      return nullptr;
+    }
+    entry = find_task(t->get_ref<const std::string&>());
+    if (entry == nullptr) {
+      error = "unknown task '" + t->get<std::string>() + "'";
+      return nullptr;
+    }
+  }
+  if (auto a = message.find("args"); a != message.end() && !a->is_array()) {
+    error = std::string("field 'args' must be an array, got ") + a->type_name();
+    return nullptr;
+  }
+  if (auto k = message.find("kwargs"); k != message.end() && !k->is_object()) {
+    error = std::string("field 'kwargs' must be an object, got ") + k->type_name();
+    return nullptr;
+  }
+  return entry;
+}
+
+// The `task` of a message for log lines.
+std::string task_name(const json& message) {
+  if (message.is_object()) {
+    auto t = message.find("task");
+    if (t != message.end() && t->is_string()) return t->get<std::string>();
+  }
+  return "<none>";
+}
+
+struct Outcome {
+  TaskStatus status = TaskStatus::kSucceeded;
+  json value;  // the task's return value; null unless it succeeded
+  std::string error;
+};
+
+class Loop {
+ public:
+  Loop(int in_fd, int out_fd, const WorkerSettings& s) : in_(in_fd), out_(out_fd), s_(s) {
+    rbuf_.resize(64 * 1024);
+    control_fn_ = [this](const std::string& c, const json& d) { return control(c, d); };
+  }
+
+  int run() {
+    install_signals();
+    log::set_process_name("worker-" + std::to_string(s_.worker_id));
+    call_hook("on_start", [&](const WorkerHooks& h) {
+      if (h.on_start) h.on_start(s_.worker_id);
+    });
+    if (!send(FrameType::kReady, 0, {})) return write_failure_code();
+    for (;;) {
+      Frame f;
+      switch (next_frame(f, /*idle=*/true)) {
+        case Got::kFrame:
+          break;
+        case Got::kEof:
+          LOG_DEBUG("Worker " << s_.worker_id << " input closed, the main process is gone");
+          return 0;
+        case Got::kOrphaned:
+          LOG_WARNING("Worker " << s_.worker_id
+                                << " my parent PID changed, this process has been orphaned");
+          return 0;
+        case Got::kCorrupt:
+          LOG_ERROR("Worker " << s_.worker_id << " received a corrupt frame stream from main");
+          return 2;
+        case Got::kIoError:
+        case Got::kCancelled:
+          LOG_ERROR("Worker " << s_.worker_id << " read from main failed: " << strerror(errno));
+          return 2;
+      }
+      switch (f.type) {
+        case FrameType::kTask:
+          run_task(f);
+          if (exit_code_ >= 0) return exit_code_;
+          if (stop_pending_) return shutdown();
+          break;
+        case FrameType::kStop:
+          LOG_DEBUG("Worker " << s_.worker_id << " exiting main loop due to stop message");
+          return shutdown();
+        case FrameType::kControlReply:
+          // The answer to a control call that a cancel interrupted.
+          LOG_DEBUG("Worker " << s_.worker_id << " ignoring a late control reply, seq=" << f.seq);
+          break;
+        default:
+          LOG_ERROR("Worker " << s_.worker_id << " protocol error: unexpected frame type "
+                              << static_cast<int>(f.type));
+          return 2;
+      }
+    }
+  }
+
+ private:
+  enum class Got { kFrame, kEof, kCorrupt, kIoError, kOrphaned, kCancelled };
+
+  // The next frame from main. Idle: checks for orphaning and runs on_idle every idle_timeout.
+  // Busy (a control call): an EINTR with the cancel flag set returns kCancelled.
+  Got next_frame(Frame& out, bool idle) {
+    for (;;) {
+      if (auto f = reader_.next()) {
+        out = std::move(*f);
+        return Got::kFrame;
+      }
+      if (reader_.corrupt()) return Got::kCorrupt;
+      if (idle) {
+        if (s_.main_pid > 0 && ::getppid() != s_.main_pid) return Got::kOrphaned;
+        if (s_.idle_timeout > 0) {
+          pollfd p{in_, POLLIN, 0};
+          int r = ::poll(&p, 1, static_cast<int>(std::ceil(s_.idle_timeout * 1000)));
+          if (r == 0) {
+            call_hook("on_idle", [](const WorkerHooks& h) {
+              if (h.on_idle) h.on_idle();
+            });
+            continue;
+          }
+          if (r < 0) {
+            if (errno == EINTR) continue;
+            return Got::kIoError;
+          }
+        }
+      }
+      ssize_t n = ::read(in_, rbuf_.data(), rbuf_.size());
+      if (n > 0) {
+        reader_.feed(rbuf_.data(), static_cast<std::size_t>(n));
+      } else if (n == 0) {
+        return Got::kEof;
+      } else if (errno == EINTR) {
+        if (!idle && g_cancel) return Got::kCancelled;
+      } else if (errno == EAGAIN) {
+        pollfd p{in_, POLLIN, 0};  // a non-blocking fd from the spawner: wait, then retry
+        if (::poll(&p, 1, -1) < 0 && errno == EINTR && !idle && g_cancel) return Got::kCancelled;
+      } else {
+        return Got::kIoError;
+      }
+    }
+  }
+
+  bool send(FrameType type, std::uint64_t seq, std::string_view payload) {
+    wbuf_.clear();
+    ipc::append_frame(wbuf_, type, seq, payload);
+    if (write_all(out_, wbuf_)) return true;
+    write_errno_ = errno;
+    return false;
+  }
+
+  // EPIPE means main is gone, which is an orderly end for a worker; anything else is not.
+  int write_failure_code() const {
+    if (write_errno_ == EPIPE) return 0;
+    LOG_ERROR("Worker " << s_.worker_id << " write to main failed: " << strerror(write_errno_));
+    return 2;
+  }
+
+  int shutdown() {
+    call_hook("on_shutdown", [](const WorkerHooks& h) {
+      if (h.on_shutdown) h.on_shutdown();
+    });
+    if (!send(FrameType::kShutdown, 0, {})) return write_failure_code();
+    return 0;
+  }
+
+  template <class F>
+  void call_hook(const char* name, F&& f) {
+    try {
+      f(worker_hooks());
+    } catch (const std::exception& e) {
+      LOG_ERROR("Worker " << s_.worker_id << " hook " << name << " failed: " << e.what());
+    } catch (...) {
+      LOG_ERROR("Worker " << s_.worker_id << " hook " << name << " failed");
+    }
+  }
+
+  Outcome invoke(const TaskEntry& entry, const json& message, const std::string& uuid) {
+    TaskContext ctx(message, uuid, s_.worker_id, &g_cancel, control_fn_);
+    try {
+      return {TaskStatus::kSucceeded, entry.fn(ctx), {}};
+    } catch (const TaskCancelled&) {
+      return {TaskStatus::kCancelled, nullptr, "task canceled"};
+    } catch (const std::exception& e) {
+      return {TaskStatus::kFailed, nullptr, e.what()};
+    } catch (...) {
+      return {TaskStatus::kFailed, nullptr, "the task threw a non-standard exception"};
+    }
+  }
+
+  void run_task(const Frame& frame) {
+    ipc::DonePayload done;
+    done.time_started = now_epoch();
+    seq_ = frame.seq;
+    begin_task(frame.seq);
+    json message;
+    std::string uuid = "<unknown>";
+    Outcome out;
+    const TaskEntry* entry = nullptr;
+    if (auto tp = ipc::decode_task(frame.payload)) {
+      message = json::parse(tp->body, nullptr, /*allow_exceptions=*/false);
+      // Text that is not JSON is a bare task name (upstream-spec §2.1), should main pass one.
+      if (message.is_discarded()) message = json{{"task", std::string(tp->body)}};
+      if (message.is_object()) {
+        if (!tp->uuid.empty()) message["uuid"] = tp->uuid;
+        if (!tp->channel.empty()) message["channel"] = tp->channel;
+        if (auto u = message.find("uuid"); u != message.end() && u->is_string())
+          uuid = u->get<std::string>();
+      }
+      entry = resolve(message, out.error);
+    } else {
+      out.error = "malformed task frame";
+    }
+    const std::string name = task_name(message);
+    if (entry != nullptr) {
+      LOG_DEBUG("Worker " << s_.worker_id << " running task " << name << " (uuid=" << uuid << ")");
+      call_hook("before_task", [&](const WorkerHooks& h) {
+        if (h.before_task) h.before_task(message);
+      });
+      out = invoke(*entry, message, uuid);
+    } else {
+      out.status = TaskStatus::kFailed;
+    }
+    if (out.status == TaskStatus::kFailed) {
+      LOG_ERROR("Worker " << s_.worker_id << " failed to run task " << name << " (uuid=" << uuid
+                          << "): " << out.error);
+      run_followups(message, "errbacks", uuid, name);
+    } else if (out.status == TaskStatus::kCancelled) {
+      LOG_DEBUG("Worker " << s_.worker_id << " task " << name << " (uuid=" << uuid << ") canceled");
+    }
+    run_followups(message, "callbacks", uuid, name);
+    if (entry != nullptr) {
+      call_hook("after_task", [&](const WorkerHooks& h) {
+        if (h.after_task) h.after_task(message, out.value);
+      });
+    }
+    end_task();
+    if (exit_code_ == 0) return;  // main is gone: nobody to tell
+    done.status = out.status;
+    done.is_stopping = stop_pending_ || exit_code_ >= 0;
+    done.result = dump_safe(out.value);
+    done.error = std::move(out.error);
+    done.time_finish = now_epoch();
+    LOG_DEBUG("Worker " << s_.worker_id << " finished task " << name << " (uuid=" << uuid << ")");
+    if (!send(FrameType::kDone, frame.seq, ipc::encode_done(done)) && exit_code_ < 0)
+      exit_code_ = write_failure_code();
+  }
+
+  // Runs the errbacks or callbacks of `message` (§7.10): each a whole sub-message, run with
+  // the parent's uuid; results are discarded and failures only logged. Stops early once the
+  // task is cancelled or the worker is about to stop.
+  void run_followups(const json& message, const char* key, const std::string& uuid,
+                     const std::string& parent) {
+    if (!message.is_object()) return;
+    auto list = message.find(key);
+    if (list == message.end() || list->is_null()) return;
+    if (!list->is_array()) {
+      LOG_ERROR("Worker " << s_.worker_id << " task " << parent << " (uuid=" << uuid << "): field '"
+                          << key << "' must be an array, ignored");
+      return;
+    }
+    for (const json& item : *list) {
+      if (g_cancel || stop_pending_ || exit_code_ >= 0) {
+        LOG_DEBUG("Worker " << s_.worker_id << " skipping the remaining " << key << " of task "
+                            << parent << " (uuid=" << uuid << ")");
+        return;
+      }
+      json sub = item;
+      if (sub.is_object()) sub["uuid"] = uuid;
+      std::string error;
+      Outcome r;
+      if (const TaskEntry* e = resolve(sub, error)) {
+        r = invoke(*e, sub, uuid);
+      } else {
+        r.status = TaskStatus::kFailed;
+        r.error = std::move(error);
+      }
+      if (r.status == TaskStatus::kFailed)
+        LOG_ERROR("Worker " << s_.worker_id << " failed to run " << key << " task "
+                            << task_name(sub) << " of task " << parent << " (uuid=" << uuid
+                            << "): " << r.error);
+    }
+  }
+
+  // The bind control call (§4.5): one kControl frame, then frames until the matching reply.
+  json control(const std::string& command, const json& data) {
+    if (exit_code_ >= 0) throw std::runtime_error("control: the worker is exiting");
+    json request{{"command", command}, {"control_data", data}};
+    if (!send(FrameType::kControl, seq_, dump_safe(request))) {
+      exit_code_ = write_failure_code();
+      throw std::runtime_error("control: cannot write to the main process");
+    }
+    for (;;) {
+      Frame f;
+      switch (next_frame(f, /*idle=*/false)) {
+        case Got::kFrame:
+          break;
+        case Got::kCancelled:
+          throw TaskCancelled();
+        case Got::kEof:
+          exit_code_ = 0;
+          throw std::runtime_error("control: the main process is gone");
+        case Got::kCorrupt:
+        case Got::kIoError:
+        case Got::kOrphaned:
+          LOG_ERROR("Worker " << s_.worker_id << " lost the channel to main during control");
+          exit_code_ = 2;
+          throw std::runtime_error("control: the channel to main failed");
+      }
+      switch (f.type) {
+        case FrameType::kControlReply: {
+          if (f.seq != seq_) break;  // an earlier, interrupted call's answer
+          json reply = json::parse(f.payload, nullptr, /*allow_exceptions=*/false);
+          if (reply.is_discarded()) throw std::runtime_error("control: invalid reply from main");
+          return reply;
+        }
+        case FrameType::kStop:
+          stop_pending_ = true;  // honoured once the task is done
+          break;
+        default:
+          LOG_ERROR("Worker " << s_.worker_id << " protocol error: frame type "
+                              << static_cast<int>(f.type) << " while waiting for a control reply");
+          exit_code_ = 2;
+          throw std::runtime_error("control: protocol error");
+      }
+    }
+  }
+
+  int in_;
+  int out_;
+  WorkerSettings s_;
+  ipc::FrameReader reader_;
+  std::string rbuf_;
+  std::string wbuf_;
+  TaskContext::ControlFn control_fn_;
+  std::uint64_t seq_ = 0;      // the running task's sequence number
+  bool stop_pending_ = false;  // a kStop arrived during a control call
+  int exit_code_ = -1;         // ≥ 0: leave with this code after the current task
+  int write_errno_ = 0;
+};
+
+}  // namespace
+
+bool cancel_matches(int si_code, int value, std::uint64_t current_seq) noexcept {
+  if (si_code == SI_QUEUE) return value == cancel_signal_value(current_seq);
+  return true;
+}
+
+int run_worker_loop(int in_fd, int out_fd, const WorkerSettings& settings) {
+  Loop loop(in_fd, out_fd, settings);
+  return loop.run();
+}
+
+}  // namespace dispatcherd
