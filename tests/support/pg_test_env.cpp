@@ -11,10 +11,21 @@
 
 namespace dispatcherd::testing {
 
+std::string test_path(const std::string& key) {
+  if (const char* file = std::getenv("DISPATCHERD_TEST_PATHS")) {
+    std::ifstream in(file);
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+  }
+  const char* v = std::getenv(key.c_str());
+  return v ? v : "";
+}
+
 std::string pg_dsn() {
   static const std::string dsn = [] {
-    const char* path = std::getenv("DISPATCHERD_TEST_PG_ENV");
-    if (!path) return std::string();
+    std::string path = test_path("DISPATCHERD_TEST_PG_ENV");
+    if (path.empty()) return std::string();
     std::ifstream in(path);
     std::string line;
     while (std::getline(in, line)) {

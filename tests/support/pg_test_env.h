@@ -6,8 +6,12 @@
 
 namespace dispatcherd::testing {
 
+/// A path from the build's test-paths.env (named by DISPATCHERD_TEST_PATHS), e.g.
+/// "DISPATCHERD_BIN"; falls back to the environment variable of that name; "" when unknown.
+std::string test_path(const std::string& key);
+
 /// The libpq connection string of the test cluster, or "" when no cluster is running
-/// (the env file named by DISPATCHERD_TEST_PG_ENV is missing).
+/// (the cluster's env file, test_path("DISPATCHERD_TEST_PG_ENV"), is missing).
 std::string pg_dsn();
 
 /// Runs one SQL statement on a fresh blocking connection; returns the first field of the

@@ -1,0 +1,145 @@
+// run_service(): the whole start-up and shutdown sequence, shared by the `dispatcherd` binary
+// and applications that link libdispatcherd (library mode).
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "dispatcherd/config.h"
+#include "dispatcherd/log.h"
+#include "dispatcherd/loop/event_loop.h"
+#include "dispatcherd/pool/zygote.h"
+#include "dispatcherd/service.h"
+#include "dispatcherd/task.h"
+#include "dispatcherd/worker/worker_loop.h"
+
+#ifndef DISPATCHERD_VERSION
+#define DISPATCHERD_VERSION "0.1.0"
+#endif
+
+namespace dispatcherd {
+
+namespace {
+
+struct Options {
+  std::string config_path;
+  std::string log_level;
+  std::string log_format;
+  bool check_config = false;
+  bool version = false;
+  bool list_tasks = false;
+};
+
+// Parses the command line; returns an exit code when the program should stop here.
+std::optional<int> parse_args(int argc, char** argv, Options& opt) {
+  CLI::App app{"dispatcherd - run background tasks received over Postgres LISTEN/NOTIFY"};
+  app.add_option("--config", opt.config_path,
+                 "config file (version 2); default: $DISPATCHERD_CONFIG_FILE or dispatcher.yml");
+  app.add_option("--log-level", opt.log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL")
+      ->check(CLI::IsMember({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}, CLI::ignore_case));
+  app.add_option("--log-format", opt.log_format, "text or json (default: extensions.log_format)")
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_flag("--check-config", opt.check_config, "validate the config file and exit");
+  app.add_flag("--list-tasks", opt.list_tasks, "print the registered task names and exit");
+  app.add_flag("--version", opt.version, "print the version and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+int run_service(int argc, char** argv) {
+  Options opt;
+  if (auto rc = parse_args(argc, argv, opt)) return *rc;
+  if (opt.version) {
+    std::printf("dispatcherd %s\n", DISPATCHERD_VERSION);
+    return 0;
+  }
+  if (opt.list_tasks) {
+    for (const auto& name : registered_task_names()) std::printf("%s\n", name.c_str());
+    return 0;
+  }
+
+  std::string path = resolve_config_path(opt.config_path);
+  auto loaded = load_config(path);
+  if (!loaded) {
+    std::fprintf(stderr, "%s\n", loaded.error().message.c_str());
+    return 1;
+  }
+  Config config = std::move(loaded).value();
+  // Deployments (and `make run`) point the service at a database without editing the file.
+  if (const char* conninfo = std::getenv("DISPATCHERD_PG_CONNINFO");
+      conninfo && *conninfo && config.pg_notify.enabled)
+    config.pg_notify.conninfo = conninfo;
+  for (const auto& w : config.warnings) std::fprintf(stderr, "%s\n", w.c_str());
+  if (opt.check_config) {
+    std::printf("%s: OK\n", config.path.c_str());
+    return 0;
+  }
+
+  std::string format = opt.log_format.empty() ? config.extensions.log_format : opt.log_format;
+  log::set_format(format == "json" ? log::Format::Json : log::Format::Text);
+  if (!opt.log_level.empty()) log::set_level(*log::parse_level(opt.log_level));
+  ::signal(SIGPIPE, SIG_IGN);
+  LOG_INFO("Using config from file " << config.path);
+
+  // Block the signals the loop reads before anything forks, then fork the zygote while main
+  // is still small: workers are forked from it, never from main.
+  EventLoop loop;
+  Zygote zygote([idle = config.worker.idle_timeout](int in_fd, int out_fd, int worker_id) {
+    WorkerSettings s;
+    s.worker_id = worker_id;
+    s.idle_timeout = idle;
+    s.main_pid = ::getppid();
+    return run_worker_loop(in_fd, out_fd, s);
+  });
+  zygote.attach(loop);
+
+  Service service(loop, config, zygote);
+  bool stopping = false;
+  auto stop = [&] {
+    if (stopping) {
+      LOG_WARNING("second exit signal while stopping; still waiting for workers");
+      return;
+    }
+    stopping = true;
+    service.stop([&] { loop.stop(); });
+  };
+  loop.on_signal(SIGTERM, [&](const signalfd_siginfo&) { stop(); });
+  loop.on_signal(SIGINT, [&](const signalfd_siginfo&) { stop(); });
+  loop.on_signal(SIGCHLD, [&](const signalfd_siginfo&) {
+    // Main's only direct child is the zygote (it reaps the workers); one path reaps all.
+    int status;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      if (pid == zygote.pid() && !stopping) zygote.zygote_died(status);
+    }
+  });
+  loop.on_signal(SIGHUP, [&](const signalfd_siginfo&) {
+    auto fresh = load_config(config.path);
+    if (!fresh) {
+      LOG_ERROR("SIGHUP: config not reloaded: " << fresh.error().message);
+      return;
+    }
+    service.reload(*fresh);
+    LOG_INFO("SIGHUP: reloaded pool sizes from " << config.path);
+  });
+  loop.every_turn([] { log::flush_pending(); });
+
+  service.start();
+  loop.run();
+  LOG_INFO("dispatcherd stopped");
+  log::flush_pending();
+  return 0;
+}
+
+}  // namespace dispatcherd
