@@ -39,6 +39,14 @@ std::string envelope(std::string_view message_id, std::size_t index, std::size_t
   return out;
 }
 
+// A message id as it may appear in a log line: a hostile one must not forge lines (newlines)
+// or break the log's encoding. Upstream's 32-hex ids come out unchanged.
+std::string printable(std::string_view id) {
+  std::string out;
+  text::append_escaped(out, id);
+  return out;
+}
+
 // A short rendering of a value for log lines; the value may be huge or hostile.
 std::string brief(const json& v) {
   std::string s = dump_compact(v);
@@ -123,7 +131,7 @@ void ChunkAccumulator::drop_oldest() {
   if (order_.empty()) return;
   const auto it = partials_.find(order_.begin()->second);
   LOG_WARNING("Dropping partial chunked message message_id="
-              << it->first << " received_chunks=" << it->second.pieces.size() << "/"
+              << printable(it->first) << " received_chunks=" << it->second.pieces.size() << "/"
               << it->second.total << ": chunk buffer limits reached");
   ++stats_.overflow_drops;
   erase(it);
@@ -167,22 +175,22 @@ ChunkAccumulator::Ingested ChunkAccumulator::ingest(const json& obj, double now)
   }
   if (total < 1 || total > limits_.max_total) {
     return fail("Received chunk with total=" + std::to_string(total) +
-                " out of range message_id=" + id);
+                " out of range message_id=" + printable(id));
   }
   if (index < 0 || index >= total) {
     return fail("Received chunk with index=" + std::to_string(index) + " outside 0.." +
-                std::to_string(total - 1) + " message_id=" + id);
+                std::to_string(total - 1) + " message_id=" + printable(id));
   }
 
   auto it = partials_.find(id);
   if (payload.size() > limits_.max_message_bytes) {
-    return overflow(it, "Dropping chunked message message_id=" + id +
+    return overflow(it, "Dropping chunked message message_id=" + printable(id) +
                             ": one chunk exceeds the message size limit");
   }
   if (it == partials_.end()) {
     while (!partials_.empty() && partials_.size() >= limits_.max_messages) drop_oldest();
     if (limits_.max_messages == 0) {
-      return overflow(it, "Dropping chunk message_id=" + id + ": max_messages is 0");
+      return overflow(it, "Dropping chunk message_id=" + printable(id) + ": max_messages is 0");
     }
     it = partials_.emplace(id, Partial{}).first;
     it->second.started = now;
@@ -191,8 +199,8 @@ ChunkAccumulator::Ingested ChunkAccumulator::ingest(const json& obj, double now)
     order_.emplace(it->second.seq, id);
     held_bytes_ += kMessageCharge + id.size();
   } else if (it->second.total != total) {
-    LOG_WARNING("Chunk total mismatch for message_id=" << id << " existing=" << it->second.total
-                                                       << " new=" << total);
+    LOG_WARNING("Chunk total mismatch for message_id=" << printable(id) << " existing="
+                                                       << it->second.total << " new=" << total);
     // Pieces beyond the new total can never be used; release them now.
     Partial& p = it->second;
     for (auto pit = p.pieces.lower_bound(total); pit != p.pieces.end();) {
@@ -209,19 +217,19 @@ ChunkAccumulator::Ingested ChunkAccumulator::ingest(const json& obj, double now)
   const std::size_t old_charge = old == p.pieces.end() ? 0 : old_bytes + kPieceCharge;
   const std::size_t new_charge = payload.size() + kPieceCharge;
   if (p.bytes - old_bytes + payload.size() > limits_.max_message_bytes) {
-    return overflow(
-        it, "Dropping chunked message message_id=" + id + ": it exceeds the message size limit");
+    return overflow(it, "Dropping chunked message message_id=" + printable(id) +
+                            ": it exceeds the message size limit");
   }
   // Make room by dropping other partials, oldest first; this message itself goes last.
   while (held_bytes_ - old_charge + new_charge > limits_.max_bytes) {
     auto oldest = order_.begin();
     if (oldest != order_.end() && oldest->first == p.seq) ++oldest;
     if (oldest == order_.end()) {
-      return overflow(it, "Dropping chunked message message_id=" + id +
+      return overflow(it, "Dropping chunked message message_id=" + printable(id) +
                               ": it exceeds the chunk buffer byte limit");
     }
     const auto victim = partials_.find(oldest->second);
-    LOG_WARNING("Dropping partial chunked message message_id=" << victim->first
+    LOG_WARNING("Dropping partial chunked message message_id=" << printable(victim->first)
                                                                << ": chunk buffer bytes full");
     ++stats_.overflow_drops;
     erase(victim);
@@ -231,8 +239,8 @@ ChunkAccumulator::Ingested ChunkAccumulator::ingest(const json& obj, double now)
   p.pieces[index] = payload;
 
   if (static_cast<std::int64_t>(p.pieces.size()) < p.total) {
-    LOG_DEBUG("Received chunk " << p.pieces.size() << "/" << p.total << " for message_id=" << id
-                                << ", waiting for remainder");
+    LOG_DEBUG("Received chunk " << p.pieces.size() << "/" << p.total << " for message_id="
+                                << printable(id) << ", waiting for remainder");
     return Ingested{Outcome::Incomplete, nullptr, {}};
   }
 
@@ -243,11 +251,11 @@ ChunkAccumulator::Ingested ChunkAccumulator::ingest(const json& obj, double now)
   erase(it);  // `id` lives in `obj`, not in the erased partial
   Result<json> parsed = parse_json(text);
   if (!parsed) {
-    return fail("Failed to decode chunked message message_id=" + id + ": " +
+    return fail("Failed to decode chunked message message_id=" + printable(id) + ": " +
                 parsed.error().message);
   }
   if (!parsed->is_object()) {
-    return fail("Failed to decode chunked message message_id=" + id +
+    return fail("Failed to decode chunked message message_id=" + printable(id) +
                 ": Reassembled chunked message is not a dict, type=" + parsed->type_name());
   }
   ++stats_.successful_assemblies;
@@ -269,7 +277,7 @@ std::vector<std::string> ChunkAccumulator::expire(double now) {
       indexes += std::to_string(idx);
     }
     LOG_ERROR("Chunked message expired message_id="
-              << it->first << " age=" << age << "s timeout=" << limits_.timeout_seconds
+              << printable(it->first) << " age=" << age << "s timeout=" << limits_.timeout_seconds
               << "s received_chunks=[" << indexes << "] expected_total=" << it->second.total);
     ++stats_.timed_out_assemblies;
     expired.push_back(it->first);

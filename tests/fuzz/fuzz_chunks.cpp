@@ -68,6 +68,8 @@ void split_and_join(const std::uint8_t* data, std::size_t size) {
     return;
   }
   std::string joined;
+  std::vector<json> envelopes;
+  envelopes.reserve(pieces->size());
   for (std::size_t i = 0; i < pieces->size(); ++i) {
     const std::string& p = (*pieces)[i];
     check(p.size() <= max_bytes);
@@ -75,17 +77,14 @@ void split_and_join(const std::uint8_t* data, std::size_t size) {
     check(env.ok() && is_chunk(*env));
     check((*env)["index"] == i && (*env)["total"] == pieces->size());
     joined += (*env)["payload"].get<std::string>();
+    envelopes.push_back(std::move(env).value());
   }
   check(joined == text::sanitize_utf8(text));
 
-  Result<json> original = decode_payload(joined);
-  if (!original || pieces->size() > 2000) return;
   // Reverse order: the worst case for the accumulator's bookkeeping.
   ChunkAccumulator acc;
   ChunkAccumulator::Ingested last;
-  for (auto it = pieces->rbegin(); it != pieces->rend(); ++it) {
-    last = acc.ingest(*parse_json(*it), 0);
-  }
+  for (auto it = envelopes.rbegin(); it != envelopes.rend(); ++it) last = acc.ingest(*it, 0);
   Result<json> parsed = parse_json(joined);
   if (parsed && parsed->is_object()) {
     check(last.outcome == ChunkAccumulator::Outcome::Complete);

@@ -81,7 +81,8 @@ std::uint64_t identity_hash(const json& obj);
 /// Serializes like Python's json.dumps: ASCII-only (\uXXXX escapes, surrogate pairs),
 /// ", " and ": " separators, floats as Python's repr. Invalid UTF-8 is replaced with U+FFFD
 /// rather than thrown. Keys come out sorted (nlohmann::json keeps them so). NaN and infinities
-/// are written as null (Python would write the non-JSON NaN/Infinity).
+/// are written as null (Python would write the non-JSON NaN/Infinity). Recurses once per
+/// nesting level: fine for anything parse_json/decode_payload produced (≤ kMaxJsonDepth).
 std::string dump_python(const json& value);
 
 /// Serializes compactly (",", ":"), ASCII-only, invalid UTF-8 replaced.
