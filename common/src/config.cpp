@@ -7,12 +7,14 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <string_view>
 #include <system_error>
 
@@ -218,11 +220,48 @@ std::string tab_hint(const std::string& text, const YAML::Mark& m) {
                                                      : " (tabs cannot indent YAML; use spaces)";
 }
 
+// Records where each document starts; nothing else is needed to count them.
+struct DocumentStarts : YAML::EventHandler {
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& m) override { starts.push_back(m); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// PyYAML's safe_load wants exactly one document. Not YAML::LoadAll: on a token the parser
+// cannot place (e.g. a leading ',') it returns an empty document forever without advancing,
+// and LoadAll allocates until the process is killed. So read at most three documents; one
+// starting where the previous one did means the parser is stuck.
+void check_single_document(const std::string& text, const Ctx& c) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentStarts docs;
+  while (docs.starts.size() < 3 && parser.HandleNextDocument(docs)) {
+    const std::size_t n = docs.starts.size();
+    if (n >= 2 && docs.starts[n - 1].pos == docs.starts[n - 2].pos) {
+      const YAML::Mark& m = docs.starts[n - 1];
+      std::string what = static_cast<std::size_t>(m.pos) < text.size()
+                             ? "'" + excerpt(text.substr(static_cast<std::size_t>(m.pos), 1)) + "'"
+                             : "end of input";
+      c.fail(m, "unexpected " + what + " (not valid YAML here)");
+    }
+  }
+  if (docs.starts.size() > 1)
+    c.fail(docs.starts[1], "expected a single YAML document, found more than one");
+}
+
 void load(const std::string& text, const Ctx& c, Config& cfg) {
-  std::vector<YAML::Node> docs = YAML::LoadAll(text);
-  if (docs.size() > 1)
-    c.fail(docs[1].Mark(), "expected a single YAML document, found " + std::to_string(docs.size()));
-  const YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
+  check_single_document(text, c);
+  const YAML::Node root = YAML::Load(text);
   if (kind_of(root) == Kind::Null)
     c.fail(root.Mark(), "the config is empty; it must be a mapping with at least 'version: 2'");
   if (kind_of(root) != Kind::Map)
@@ -272,6 +311,11 @@ Result<Config> load_config_text(const std::string& text, const std::string& name
   } catch (const ConfigError& e) {
     return Error{e.what()};
   } catch (const YAML::Exception& e) {
+    // yaml-cpp 0.7's DeepRecursion carries the message "bad file", and its type cannot be
+    // caught by name (not exported from the shared library). We never open files through
+    // yaml-cpp, so that message means too deep.
+    if (e.msg == YAML::ErrorMsg::BAD_FILE)
+      return Error{c.where(e.mark) + "nesting too deep for the YAML parser"};
     return Error{c.where(e.mark) + e.msg + tab_hint(text, e.mark)};
   } catch (const std::exception& e) {
     return Error{name + ": error while loading config: " + e.what()};

@@ -504,6 +504,12 @@ TEST(Config, Design8_AliasExpansionIsBounded) {
   EXPECT_NE(load_err(text).find("config too large"), std::string::npos);
 }
 
+TEST(Config, Design8_DeepNestingIsAnErrorNotACrash) {
+  EXPECT_EQ(load_err("version: 2\nx: " + std::string(100000, '[') + "\n"),
+            "x.yml:3:1: nesting too deep for the YAML parser");
+  EXPECT_EQ(load_err(",version: 2\n"), "x.yml:1:1: unexpected ',' (not valid YAML here)");
+}
+
 TEST(Config, Spec5_1_ResolveConfigPath) {
   ::unsetenv("DISPATCHERD_CONFIG_FILE");
   EXPECT_EQ(resolve_config_path(""), "dispatcher.yml");
