@@ -344,7 +344,10 @@ TEST(PgNotifyBroker, Spec3_1_4_BurstDrainedWithBudgetWhileTimersFireAndSelfCheck
       break;
     }
   }
-  // Timers kept firing while the backlog drained: no gap far beyond their 10 ms period.
+  // Timers kept firing while the backlog drained: a 10 ms timer ticked on average at least
+  // every 50 ms, and no single turn held the loop for long. (Without the budget one turn can
+  // still end when libpq's buffer is empty; the bounds leave room for slow, loaded CI hosts
+  // and sanitizer builds.)
   double worst_gap = 0;
   std::size_t during = 0;
   for (std::size_t i = 1; i < ticks.size(); ++i) {
@@ -352,10 +355,9 @@ TEST(PgNotifyBroker, Spec3_1_4_BurstDrainedWithBudgetWhileTimersFireAndSelfCheck
     ++during;
     worst_gap = std::max(worst_gap, ticks[i] - ticks[i - 1]);
   }
-  EXPECT_LT(worst_gap, 0.1) << "drain took " << (last - first) << " s";
-  if (last - first > 0.05) {
-    EXPECT_GT(during, 0u);
-  }
+  EXPECT_LT(worst_gap, 0.25) << "drain took " << (last - first) << " s";
+  EXPECT_GE(static_cast<double>(during), (last - first) / 0.05)
+      << "drain took " << (last - first) << " s";
   // Keep running past a few self-check periods: the check must not have failed.
   run_until(
       f.loop, [] { return false; }, 1.0);
