@@ -54,7 +54,11 @@ struct WorkerPool::Worker {
 };
 
 WorkerPool::WorkerPool(EventLoop& loop, WorkerLauncher& launcher, PoolOptions options, Hooks hooks)
-    : loop_(loop), launcher_(launcher), opt_(options), hooks_(std::move(hooks)) {
+    : loop_(loop),
+      launcher_(launcher),
+      opt_(options),
+      hooks_(std::move(hooks)),
+      blocker_(options.max_blocked) {
   if (opt_.max_workers < opt_.min_workers) opt_.max_workers = opt_.min_workers;
   WorkerLauncher::Events ev;
   ev.started = [this](int id, pid_t pid, Fd to, Fd from) {
@@ -257,6 +261,7 @@ void WorkerPool::finish_task(Worker& w, TaskOutcome outcome, const ipc::DonePayl
   }
   QueuedTask task = std::move(*w.current);
   w.current.reset();
+  blocker_.deactivated(task.identity);
   bool was_cancel_sent = w.active_cancel;
   w.active_cancel = false;
   w.cancel_is_timeout = false;
@@ -354,33 +359,56 @@ void WorkerPool::dispatch(Worker& w, QueuedTask t) {
       cancel_task(wk, true);
     });
   }
+  if (hooks_.started) hooks_.started(t, w.started_at);
   w.current = std::move(t);
   send(w, ipc::FrameType::kTask, w.seq, payload);
 }
 
-bool WorkerPool::submit(QueuedTask t) {
-  if (!shutting_down_ && queue_.empty()) {
+WorkerPool::Admission WorkerPool::submit(QueuedTask t) {
+  if (shutting_down_) {
+    LOG_WARNING("shutting down; task " << t.task << " (uuid=" << t.uuid << ") not run");
+    return Admission::Refused;
+  }
+  switch (blocker_.admit(t)) {
+    case Blocker::Decision::Hold:
+      return Admission::Held;
+    case Blocker::Decision::Discard:
+      return Admission::Discarded;
+    case Blocker::Decision::Pass:
+      break;
+  }
+  if (queue_.empty()) {
     if (Worker* w = free_worker()) {
+      blocker_.activated(t.identity);
       dispatch(*w, std::move(t));
-      return true;
+      return Admission::Dispatched;
     }
   }
   if (queue_.size() >= opt_.max_queued) {
     ++counters_.queue_overflow;
-    LOG_ERROR("queue full (" << opt_.max_queued << " tasks); dropping task " << t.task
-                             << " (uuid=" << t.uuid << ")");
-    return false;
+    // Logged at the first drop and then every 10000th: a flood must not flood the log too.
+    if (counters_.queue_overflow % 10000 == 1)
+      LOG_ERROR("queue full (" << opt_.max_queued << " tasks); dropping task " << t.task
+                               << " (uuid=" << t.uuid << "), " << counters_.queue_overflow
+                               << " dropped so far");
+    return Admission::Refused;
   }
+  blocker_.activated(t.identity);
   queue_.push_back(std::move(t));
   if (queue_.size() == 1 || queue_.size() % 10000 == 0)
     LOG_DEBUG("Queueing task (uuid=" << queue_.back().uuid
                                      << "), due to lack of capacity, queued_ct=" << queue_.size());
   scale_up();
-  return true;
+  return Admission::Queued;
 }
 
 void WorkerPool::drain_queue() {
   if (shutting_down_) return;
+  // Held duplicates whose twin has finished move to the end of the queue first (§7.4).
+  for (QueuedTask& t : blocker_.release()) {
+    blocker_.activated(t.identity);
+    queue_.push_back(std::move(t));
+  }
   while (!queue_.empty()) {
     Worker* w = free_worker();
     if (!w) break;
@@ -429,13 +457,21 @@ std::vector<QueuedTask> WorkerPool::remove_queued(
   std::vector<QueuedTask> removed;
   std::deque<QueuedTask> keep;
   for (auto& t : queue_) {
-    if (match(t))
+    if (match(t)) {
+      blocker_.deactivated(t.identity);
       removed.push_back(std::move(t));
-    else
+    } else {
       keep.push_back(std::move(t));
+    }
   }
   queue_.swap(keep);
+  if (!removed.empty()) drain_queue();  // held twins of removed tasks may go now
   return removed;
+}
+
+std::vector<QueuedTask> WorkerPool::remove_held(
+    const std::function<bool(const QueuedTask&)>& match) {
+  return blocker_.remove_if(match);
 }
 
 void WorkerPool::stop_worker(Worker& w) {

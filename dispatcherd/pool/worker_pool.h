@@ -25,20 +25,10 @@
 #include "dispatcherd/message.h"
 #include "dispatcherd/pool/ipc.h"
 #include "dispatcherd/pool/launcher.h"
+#include "dispatcherd/pool/queued_task.h"
+#include "dispatcherd/processors/blocker.h"
 
 namespace dispatcherd {
-
-/// A task on its way to a worker: the message text plus what main read from it.
-struct QueuedTask {
-  std::string body;     ///< the message JSON text, as received
-  std::string uuid;     ///< assigned or read (§2.3 step 4)
-  std::string channel;  ///< "" when none
-  std::string task;     ///< the `task` name
-  double timeout = 0;   ///< seconds of run time before cancel; 0 = none
-  std::uint64_t identity = 0;  ///< identity_hash() of (task, args, kwargs)
-  OnDuplicate on_duplicate = OnDuplicate::Parallel;
-  MonoTime received_at = 0;  ///< when main read it (for the latency histogram)
-};
 
 /// Lifecycle of a worker record (§7.1).
 enum class WorkerStatus { Initialized, Spawned, Starting, Ready, Stopping, Exited, Retired, Error };
@@ -59,6 +49,7 @@ struct PoolOptions {
   std::optional<double> worker_max_lifetime;
   double cancel_grace = 5;
   std::size_t max_queued = 1000000;
+  std::size_t max_blocked = 100000;
   std::size_t max_tasks_per_worker = 0;
 };
 
@@ -84,6 +75,8 @@ class WorkerPool {
     std::function<void(const QueuedTask&, TaskOutcome, const ipc::DonePayload* done,
                        int worker_id)>
         finished;
+    /// A task was handed to a worker at `now` (for the start-latency histogram).
+    std::function<void(const QueuedTask&, MonoTime now)> started;
     /// A bound task called control (§4.5); returns the reply JSON text.
     std::function<std::string(int worker_id, std::string_view request_json)> control;
     /// The pool is empty of work (nothing running, nothing queued).
@@ -97,12 +90,19 @@ class WorkerPool {
 
   /// Creates min_workers workers and starts the maintenance timer.
   void start();
-  /// Runs `t` on a free worker, or queues it. False (and counted) when the queue is full.
-  bool submit(QueuedTask t);
+  /// What submit() did with a task.
+  enum class Admission { Dispatched, Queued, Held, Discarded, Refused };
+  /// Passes `t` through the Blocker (§8.1), then runs it on a free worker or queues it.
+  /// Refused (and counted) when the queue is full or the pool is shutting down.
+  Admission submit(QueuedTask t);
   /// Cancels the running task with `uuid` (SIGUSR1, then SIGKILL after the grace period).
   bool cancel_running(const std::string& uuid);
   /// Removes queued tasks for which `match` is true; returns them.
   std::vector<QueuedTask> remove_queued(const std::function<bool(const QueuedTask&)>& match);
+  /// Removes tasks held by the Blocker for which `match` is true; returns them.
+  std::vector<QueuedTask> remove_held(const std::function<bool(const QueuedTask&)>& match);
+  /// The duplicate blocker (held tasks and its counters).
+  const Blocker& blocker() const { return blocker_; }
   /// Stops accepting work and stops every worker: running tasks get `grace` seconds, then are
   /// cancelled, then killed after cancel_grace. `done` runs when every process has exited.
   void shutdown(double grace, std::function<void()> done);
@@ -157,6 +157,7 @@ class WorkerPool {
   std::map<int, std::unique_ptr<Worker>> workers_;
   std::vector<int> order_;  // LRU: least recently used first
   std::deque<QueuedTask> queue_;
+  Blocker blocker_;
   PoolCounters counters_;
   int next_id_ = 0;
   int pending_spawns_ = 0;

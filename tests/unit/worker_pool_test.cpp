@@ -121,7 +121,7 @@ TEST_F(PoolTest, Design8_FullQueueDropsAndCounts) {
   make(opts(1, 1, [](PoolOptions& o) { o.max_queued = 3; }));
   pool->start();  // the worker never reports ready: everything queues
   int accepted = 0;
-  for (int i = 0; i < 5; ++i) accepted += pool->submit(task("q" + std::to_string(i)));
+  for (int i = 0; i < 5; ++i) accepted += pool->submit(task("q" + std::to_string(i))) != WorkerPool::Admission::Refused;
   EXPECT_EQ(accepted, 3);
   EXPECT_EQ(pool->queued().size(), 3u);
   EXPECT_EQ(pool->counters().queue_overflow, 2u);
@@ -258,6 +258,39 @@ TEST_F(PoolTest, Design3_RecyclesAfterMaxTasks) {
   EXPECT_EQ(f->type, FrameType::kStop);
   EXPECT_EQ(pool->counters().recycles, 1u);
   EXPECT_TRUE(until([&] { return launcher.launches.size() == 2; }));
+}
+
+}  // namespace
+}  // namespace dispatcherd
+
+namespace dispatcherd {
+namespace {
+
+TEST_F(PoolTest, Spec8_1_SerialDuplicateWaitsForItsTwinThenRuns) {
+  make(opts(2, 2));
+  pool->start();
+  ready(0);
+  ready(1);
+  QueuedTask a = task("first");
+  a.identity = 42;
+  QueuedTask b = task("second");
+  b.identity = 42;
+  b.on_duplicate = OnDuplicate::Serial;
+  EXPECT_EQ(pool->submit(a), WorkerPool::Admission::Dispatched);
+  EXPECT_EQ(pool->submit(b), WorkerPool::Admission::Held);  // a free worker exists, yet it waits
+  EXPECT_EQ(pool->blocker().held_size(), 1u);
+  auto f = next_task(0);
+  ASSERT_TRUE(f);
+  done(0, f->seq);
+  // Its twin finished: the held task is released and runs.
+  std::optional<ipc::Frame> g;
+  ASSERT_TRUE(until([&] {
+    for (int id : {0, 1})
+      if ((g = launcher.receive(id))) return true;
+    return false;
+  }));
+  EXPECT_EQ(ipc::decode_task(g->payload)->uuid, "second");
+  EXPECT_EQ(pool->blocker().held_size(), 0u);
 }
 
 }  // namespace
