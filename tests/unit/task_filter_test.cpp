@@ -1,0 +1,63 @@
+// TaskFilter (upstream-spec §4.4 "Task filter"): truthy filter values must equal the message's.
+
+#include <gtest/gtest.h>
+
+#include "dispatcherd/control/control_view.h"
+
+namespace dispatcherd {
+namespace {
+
+using nlohmann::json;
+
+const json kMessage = {{"task", "demo.sleep"},
+                       {"uuid", "u1"},
+                       {"args", json::array({1, 2})},
+                       {"kwargs", {{"k", "v"}}},
+                       {"channel", "0"}};
+
+TEST(TaskFilter, Spec4_4_EmptyFilterMatchesEverything) {
+  TaskFilter f = TaskFilter::from(json::object());
+  EXPECT_TRUE(f.matches(kMessage));
+  EXPECT_TRUE(f.matches(json::object()));
+}
+
+TEST(TaskFilter, Spec4_4_EachKeyMustBeEqual) {
+  EXPECT_TRUE(TaskFilter::from({{"uuid", "u1"}}).matches(kMessage));
+  EXPECT_FALSE(TaskFilter::from({{"uuid", "u2"}}).matches(kMessage));
+  EXPECT_TRUE(TaskFilter::from({{"task", "demo.sleep"}, {"uuid", "u1"}}).matches(kMessage));
+  EXPECT_FALSE(TaskFilter::from({{"task", "demo.sleep"}, {"uuid", "u2"}}).matches(kMessage));
+  EXPECT_TRUE(TaskFilter::from({{"args", json::array({1, 2})}}).matches(kMessage));
+  EXPECT_FALSE(TaskFilter::from({{"args", json::array({2, 1})}}).matches(kMessage));
+  EXPECT_TRUE(TaskFilter::from({{"kwargs", {{"k", "v"}}}}).matches(kMessage));
+  EXPECT_FALSE(TaskFilter::from({{"kwargs", {{"k", "w"}}}}).matches(kMessage));
+}
+
+TEST(TaskFilter, Spec4_4_FalsyValuesAndOtherKeysAreIgnored) {
+  TaskFilter f = TaskFilter::from({{"uuid", ""},
+                                   {"task", nullptr},
+                                   {"args", json::array()},
+                                   {"kwargs", json::object()},
+                                   {"channel", "nope"},
+                                   {"limit", 3}});
+  EXPECT_TRUE(f.uuid.is_null());
+  EXPECT_TRUE(f.task.is_null());
+  EXPECT_TRUE(f.args.is_null());
+  EXPECT_TRUE(f.kwargs.is_null());
+  EXPECT_TRUE(f.matches(kMessage));
+  EXPECT_TRUE(TaskFilter::from({{"uuid", false}}).matches(kMessage));
+  EXPECT_TRUE(TaskFilter::from({{"uuid", 0}}).matches(kMessage));
+}
+
+TEST(TaskFilter, Spec4_4_MissingKeyNeverMatchesATruthyValue) {
+  json no_args = {{"task", "demo.sleep"}, {"uuid", "u1"}};
+  EXPECT_FALSE(TaskFilter::from({{"args", json::array({1})}}).matches(no_args));
+  EXPECT_FALSE(TaskFilter::from({{"uuid", "u1"}}).matches(json::array()));
+}
+
+TEST(TaskFilter, NonObjectControlDataFiltersNothing) {
+  EXPECT_TRUE(TaskFilter::from(json::array({"uuid", "x"})).matches(kMessage));
+  EXPECT_TRUE(TaskFilter::from(json("u1")).matches(kMessage));
+}
+
+}  // namespace
+}  // namespace dispatcherd
