@@ -1,0 +1,63 @@
+#pragma once
+// A blocking libpq connection for one-shot tools (dispatcherctl): LISTEN, publish with
+// pg_notify in autocommit, and wait for notifications until a deadline. The service uses its
+// own non-blocking broker; a CLI that does one round trip is simpler blocking.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dispatcherd/result.h"
+
+struct pg_conn;
+
+namespace dispatcherctl {
+
+/// One Postgres session in autocommit mode with client_encoding UTF8.
+class PgClient {
+ public:
+  /// Connects with `conninfo` (key=value or URI). A connect_timeout of 10 s applies unless
+  /// the conninfo sets one. The error is one line, "cannot connect to Postgres: " + libpq's
+  /// message (which names host and port) with its lines joined by "; ".
+  static dispatcherd::Result<PgClient> connect(const std::string& conninfo);
+
+  PgClient(PgClient&&) noexcept = default;
+  PgClient& operator=(PgClient&&) noexcept = default;
+  ~PgClient();
+
+  /// LISTEN on `channel` (quoted, so case and any character are kept).
+  dispatcherd::Status listen(std::string_view channel);
+  /// UNLISTEN *.
+  dispatcherd::Status unlisten_all();
+  /// SELECT pg_notify($1, $2): one statement, so its own transaction.
+  dispatcherd::Status notify(std::string_view channel, std::string_view payload);
+  /// SELECT pg_notify($1, x) FROM unnest($2::text[]) x: all payloads in one statement and
+  /// one transaction. Postgres delivers identical payloads of one transaction once, so the
+  /// caller must only batch distinct payloads.
+  dispatcherd::Status notify_many(std::string_view channel,
+                                  const std::vector<std::string>& payloads);
+
+  /// Called per notification with (channel, payload); return true to stop waiting.
+  using NotifyHandler = std::function<bool(std::string_view, std::string_view)>;
+  /// Hands every notification to `handler` until it returns true or `deadline` passes
+  /// (notifications already queued are handed over even when the deadline has passed).
+  dispatcherd::Status wait(std::chrono::steady_clock::time_point deadline,
+                           const NotifyHandler& handler);
+
+ private:
+  struct Finish {
+    void operator()(pg_conn* c) const;
+  };
+  explicit PgClient(pg_conn* c) : conn_(c) {}
+  dispatcherd::Status exec_params(const char* sql, std::vector<const char*> params);
+  // Hands queued notifications over; true when the handler asked to stop.
+  bool drain(const NotifyHandler& handler);
+  std::string last_error() const;
+
+  std::unique_ptr<pg_conn, Finish> conn_;
+};
+
+}  // namespace dispatcherctl
