@@ -14,6 +14,7 @@
 #include "dispatcherd/loop/event_loop.h"
 #include "dispatcherd/pool/zygote.h"
 #include "dispatcherd/service.h"
+#include "dispatcherd/systemd_notify.h"
 #include "dispatcherd/task.h"
 #include "dispatcherd/worker/worker_loop.h"
 
@@ -105,6 +106,10 @@ int run_service(int argc, char** argv) {
   zygote.attach(loop);
 
   Service service(loop, config, zygote);
+  if (auto st = service.listen(); !st) {
+    std::fprintf(stderr, "dispatcherd: %s\n", st.error().message.c_str());
+    return 1;
+  }
   bool stopping = false;
   auto stop = [&] {
     if (stopping) {
@@ -112,6 +117,7 @@ int run_service(int argc, char** argv) {
       return;
     }
     stopping = true;
+    sd_notify("STOPPING=1");
     service.stop([&] { loop.stop(); });
   };
   loop.on_signal(SIGTERM, [&](const signalfd_siginfo&) { stop(); });
@@ -130,12 +136,16 @@ int run_service(int argc, char** argv) {
       LOG_ERROR("SIGHUP: config not reloaded: " << fresh.error().message);
       return;
     }
+    sd_notify("RELOADING=1");
     service.reload(*fresh);
+    sd_notify("READY=1");
     LOG_INFO("SIGHUP: reloaded pool sizes from " << config.path);
   });
   loop.every_turn([] { log::flush_pending(); });
 
   service.start();
+  sd_notify("READY=1");
+  start_watchdog(loop);
   loop.run();
   LOG_INFO("dispatcherd stopped");
   log::flush_pending();

@@ -1,10 +1,11 @@
 #include "dispatcherd/service.h"
 
-#include <unistd.h>
-
 #include <thread>
 
 #include "dispatcherd/brokers/pg_notify_broker.h"
+#include "dispatcherd/brokers/socket_broker.h"
+#include "dispatcherd/control/commands.h"
+#include "dispatcherd/control_protocol.h"
 #include "dispatcherd/log.h"
 #include "dispatcherd/message.h"
 
@@ -12,11 +13,15 @@ namespace dispatcherd {
 
 namespace {
 
+int cpu_count() {
+  unsigned cpus = std::thread::hardware_concurrency();
+  return cpus ? static_cast<int>(cpus) : 4;
+}
+
 PoolOptions pool_options(const Config& c) {
   PoolOptions o;
   o.min_workers = c.pool.min_workers;
-  unsigned cpus = std::thread::hardware_concurrency();
-  o.max_workers = c.pool.max_workers.value_or(cpus ? static_cast<int>(cpus) : 4);
+  o.max_workers = c.pool.max_workers.value_or(cpu_count());
   o.scaledown_wait = c.pool.scaledown_wait;
   o.scaledown_interval = c.pool.scaledown_interval;
   o.worker_stop_wait = c.pool.worker_stop_wait;
@@ -24,6 +29,7 @@ PoolOptions pool_options(const Config& c) {
   o.worker_max_lifetime = c.pool.worker_max_lifetime_seconds;
   o.cancel_grace = c.extensions.cancel_grace_seconds;
   o.max_queued = c.extensions.max_queued_tasks;
+  o.max_blocked = c.extensions.max_blocked_tasks;
   o.max_tasks_per_worker = c.extensions.max_tasks_per_worker;
   return o;
 }
@@ -37,10 +43,21 @@ ChunkAccumulator::Limits chunk_limits(const Config& c) {
   return l;
 }
 
-// A short excerpt of untrusted input for a log line.
+// A short excerpt of untrusted input for a log line: printable ASCII kept, other bytes as
+// \xNN, so a hostile payload cannot forge log lines or break a terminal.
 std::string excerpt(std::string_view s) {
   constexpr std::size_t kMax = 200;
-  std::string out(s.substr(0, kMax));
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s.substr(0, kMax)) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
   if (s.size() > kMax) out += "...";
   return out;
 }
@@ -51,40 +68,68 @@ Service::Service(EventLoop& loop, const Config& config, WorkerLauncher& launcher
     : loop_(loop),
       config_(config),
       node_id_(config.main.node_id.value_or(uuid4())),
-      chunks_(chunk_limits(config)) {
+      chunks_(chunk_limits(config)),
+      delayer_(config.extensions.max_delayed_tasks) {
   WorkerPool::Hooks hooks;
   hooks.finished = [this](const QueuedTask& t, TaskOutcome o, const ipc::DonePayload* d, int w) {
     task_finished(t, o, d, w);
   };
-  hooks.control = [this](int, std::string_view request) {
-    nlohmann::json req = nlohmann::json::parse(request, nullptr, false);
-    if (!req.is_object() || !req.contains("command") || !req["command"].is_string())
-      return std::string(R"({"error": "Failed to run control task"})");
-    nlohmann::json data = req.value("control_data", nlohmann::json::object());
-    ++counters_.control;
-    return dump_python(run_command(req["command"].get<std::string>(), data));
-  };
+  hooks.started = [this](const QueuedTask& t, MonoTime now) { task_started(t, now); };
+  hooks.control = [this](int, std::string_view request) { return bind_control(request); };
   pool_ = std::make_unique<WorkerPool>(loop_, launcher, pool_options(config_), std::move(hooks));
+
   for (const std::string& name : config_.broker_order) {
-    if (name == "pg_notify" && config_.pg_notify.enabled) {
-      auto self = std::make_shared<Broker*>(nullptr);
-      auto b = std::make_unique<PgNotifyBroker>(
-          loop_, config_.pg_notify, [this, self](std::string_view origin, std::string_view p) {
-            on_payload(*self, origin, p);
-          });
-      *self = b.get();
-      brokers_.push_back(std::move(b));
-    } else if (name == "socket" && config_.socket.enabled) {
-      LOG_WARNING("the socket broker is not available yet; ignoring brokers.socket");
+    // The sink needs the broker's own address, known only once it exists.
+    auto self = std::make_shared<Broker*>(nullptr);
+    auto sink = [this, self](std::string_view origin, std::string_view payload) {
+      on_payload(*self, origin, payload);
+    };
+    std::unique_ptr<Broker> b;
+    if (name == "pg_notify" && config_.pg_notify.enabled)
+      b = std::make_unique<PgNotifyBroker>(loop_, config_.pg_notify, sink);
+    else if (name == "socket" && config_.socket.enabled)
+      b = std::make_unique<SocketBroker>(loop_, config_.socket,
+                                         SocketBroker::Limits::from(config_.extensions), sink);
+    if (!b) continue;
+    *self = b.get();
+    brokers_.push_back(std::move(b));
+  }
+  auto submit_fn = [this](nlohmann::json msg) {
+    std::string body = dump_compact(msg);
+    process(nullptr, std::move(msg), std::move(body), "");
+  };
+  for (const std::string& name : config_.producers.order) {
+    if (name == "ScheduledProducer" && config_.producers.scheduled_enabled) {
+      producers_.push_back(
+          std::make_unique<ScheduledProducer>(loop_, config_.producers.schedule, submit_fn));
+    } else if (name == "OnStartProducer" && config_.producers.on_start_enabled) {
+      producers_.push_back(
+          std::make_unique<OnStartProducer>(loop_, config_.producers.on_start, submit_fn));
+    } else if (name == "ControlProducer" && config_.producers.control_enabled) {
+      auto p = std::make_unique<ControlProducer>(loop_);
+      control_producer_ = p.get();
+      producers_.push_back(std::move(p));
     }
   }
+  setup_metrics();
 }
 
-Service::~Service() = default;
+Service::~Service() {
+  if (delay_timer_) loop_.cancel(delay_timer_);
+}
+
+Status Service::listen() {
+  for (auto& b : brokers_)
+    if (auto* s = dynamic_cast<SocketBroker*>(b.get()))
+      if (auto st = s->listen(); !st) return st;
+  return Ok{};
+}
 
 void Service::start() {
+  if (http_) http_->start();
   pool_->start();
   for (auto& b : brokers_) b->start();
+  for (auto& p : producers_) p->start();
   LOG_INFO("Dispatcherd node_id=" << node_id_ << " running forever, or until shutdown command");
 }
 
@@ -93,12 +138,22 @@ void Service::stop(std::function<void()> done) {
   stopping_ = true;
   LOG_INFO("Received exit signal");
   for (auto& b : brokers_) b->stop();
-  pool_->shutdown(config_.extensions.shutdown_timeout_seconds, std::move(done));
+  for (auto& p : producers_) p->stop();
+  MonoTime now = loop_.now();
+  for (Delayed& d : delayer_.abandon_all())
+    LOG_WARNING("Abandoning delayed task (due to shutdown) to run in " << (d.due - now)
+                                                                        << ", message="
+                                                                        << excerpt(d.message.body));
+  if (delay_timer_) loop_.cancel(delay_timer_);
+  delay_timer_ = 0;
+  pool_->shutdown(config_.extensions.shutdown_timeout_seconds, [this, done = std::move(done)] {
+    if (http_) http_->stop();
+    done();
+  });
 }
 
 void Service::reload(const Config& fresh) {
-  int cpus = static_cast<int>(std::thread::hardware_concurrency());
-  pool_->resize(fresh.pool.min_workers, fresh.pool.max_workers.value_or(cpus ? cpus : 4));
+  pool_->resize(fresh.pool.min_workers, fresh.pool.max_workers.value_or(cpu_count()));
 }
 
 void Service::on_payload(Broker* from, std::string_view origin, std::string_view payload) {
@@ -106,161 +161,147 @@ void Service::on_payload(Broker* from, std::string_view origin, std::string_view
   auto decoded = decode_payload(payload);
   if (!decoded) {
     ++counters_.bad_messages;
-    LOG_ERROR("dropping message from " << origin << ": " << decoded.error().message
-                                       << ": " << excerpt(payload));
+    LOG_ERROR("dropping message from " << (from ? from->name() : "internal") << " channel "
+                                       << origin << ": " << decoded.error().message << ": "
+                                       << excerpt(payload));
     return;
   }
   nlohmann::json obj = std::move(decoded).value();
   // The worker gets the bytes as received unless main had to build the object (a bare task
   // or a reassembled chunk): main never re-encodes JSON it was given.
   auto first = payload.find_first_not_of(" \t\r\n");
-  bool body_is_payload = first != std::string_view::npos && payload[first] == '{';
+  bool as_received = first != std::string_view::npos && payload[first] == '{';
   if (is_chunk(obj)) {
     auto in = chunks_.ingest(obj, loop_.now());
     switch (in.outcome) {
       case ChunkAccumulator::Outcome::Incomplete:
-        for (auto& id : chunks_.expire(loop_.now()))
-          LOG_ERROR("chunked message " << id << " expired before all chunks arrived");
+        expire_chunks();
         return;
       case ChunkAccumulator::Outcome::Error:
         ++counters_.chunk_errors;
-        LOG_ERROR("chunk from " << origin << " dropped: " << in.error);
+        LOG_ERROR("chunk from channel " << origin << " dropped: " << in.error);
         return;
       case ChunkAccumulator::Outcome::Complete:
         obj = std::move(in.message);
-        body_is_payload = false;
+        as_received = false;
         break;
       case ChunkAccumulator::Outcome::NotChunk:
         break;
     }
   }
-  if (is_control(obj)) {
-    if (!obj.contains("uuid")) obj["uuid"] = "internal-" + std::to_string(counters_.received);
-    obj["channel"] = std::string(origin);
-    ++counters_.received;
-    handle_control(from, obj);
-  } else {
-    handle_task(std::move(obj), body_is_payload ? std::string(payload) : std::string(),
-                origin);
-  }
+  process(from, std::move(obj), as_received ? std::string(payload) : std::string(), origin);
+  expire_chunks();
+}
+
+void Service::expire_chunks() {
   for (auto& id : chunks_.expire(loop_.now()))
-    LOG_ERROR("chunked message " << id << " expired before all chunks arrived");
+    LOG_ERROR("chunked message " << id << " expired before all its chunks arrived");
 }
 
-void Service::handle_task(nlohmann::json obj, std::string body, std::string_view origin) {
-  auto fields = read_task_fields(obj);
-  std::string uuid = obj.contains("uuid") && obj["uuid"].is_string()
-                         ? obj["uuid"].get<std::string>()
-                         : "internal-" + std::to_string(counters_.received);
-  ++counters_.received;
-  if (!fields) {
-    ++counters_.bad_messages;
-    LOG_ERROR("rejecting task message (uuid=" << uuid << ") from " << origin << ": "
-                                               << fields.error().message);
-    return;
-  }
+// §2.3 steps 3-8 for one decoded, assembled message.
+void Service::process(Broker* from, nlohmann::json obj, std::string body, std::string_view origin) {
+  bool control = is_control(obj);
   QueuedTask t;
-  t.body = body.empty() ? dump_compact(obj) : std::move(body);
-  t.uuid = std::move(uuid);
-  t.channel = std::string(origin);
-  t.task = std::move(fields->task);
-  t.timeout = fields->timeout;
-  t.identity = identity_hash(obj);
-  t.on_duplicate = fields->on_duplicate;
   t.received_at = loop_.now();
-  if (fields->delay > 0) {
-    auto shared = std::make_shared<QueuedTask>(std::move(t));
-    loop_.after(fields->delay, [this, shared] {
-      if (!stopping_) pool_->submit(std::move(*shared));
-    });
+  t.channel = std::string(origin);
+  if (obj.contains("uuid") && obj["uuid"].is_string())
+    t.uuid = obj["uuid"].get<std::string>();
+  else
+    t.uuid = "internal-" + std::to_string(counters_.received);
+  ++counters_.received;
+  double delay = 0;
+  if (control) {
+    auto fields = read_control_fields(obj);
+    if (fields) delay = fields->delay;
+    if (!body.empty() || !obj.contains("uuid")) {
+      obj["uuid"] = t.uuid;
+      if (!t.channel.empty()) obj["channel"] = t.channel;
+    }
+    t.body = dump_compact(obj);
+  } else {
+    auto fields = read_task_fields(obj);
+    if (!fields) {
+      ++counters_.bad_messages;
+      LOG_ERROR("rejecting task message (uuid=" << t.uuid << ") from channel " << origin << ": "
+                                                 << fields.error().message);
+      return;
+    }
+    if (fields->on_duplicate_unknown)
+      LOG_WARNING("task (uuid=" << t.uuid << ") has an unknown on_duplicate value; using parallel");
+    t.body = body.empty() ? dump_compact(obj) : std::move(body);
+    t.task = std::move(fields->task);
+    t.timeout = fields->timeout;
+    t.identity = identity_hash(obj);
+    t.on_duplicate = fields->on_duplicate;
+    delay = fields->delay;
+  }
+  if (delay > 0) {
+    if (!delayer_.add(std::move(t), loop_.now() + delay, control)) return;  // full: logged
+    arm_delay_timer();
     return;
   }
-  pool_->submit(std::move(t));
+  if (control)
+    run_control(from, t.channel, obj);
+  else
+    process_now(from, std::move(t), false);
 }
 
-void Service::handle_control(Broker* from, const nlohmann::json& obj) {
-  ++counters_.control;
+void Service::process_now(Broker*, QueuedTask t, bool) { pool_->submit(std::move(t)); }
+
+void Service::arm_delay_timer() {
+  auto next = delayer_.next_due();
+  if (!next) return;
+  if (delay_timer_ && delay_timer_at_ <= *next) return;
+  if (delay_timer_) loop_.cancel(delay_timer_);
+  delay_timer_at_ = *next;
+  delay_timer_ = loop_.at(*next, [this] {
+    delay_timer_ = 0;
+    for (Delayed& d : delayer_.take_due(loop_.now())) {
+      if (d.is_control) {
+        nlohmann::json obj = nlohmann::json::parse(d.message.body, nullptr, false);
+        if (!obj.is_object()) continue;
+        std::string reply_to = obj.value("reply_to", "");
+        if (!reply_to.empty() && reply_to != "null")
+          LOG_WARNING("Can not return reply to channel " << reply_to << " from delayed tasks");
+        obj.erase("reply_to");
+        run_control(nullptr, d.message.channel, obj);
+      } else {
+        pool_->submit(std::move(d.message));
+      }
+    }
+    arm_delay_timer();
+  });
+}
+
+void Service::run_control(Broker* from, const std::string& origin, const nlohmann::json& obj) {
   auto fields = read_control_fields(obj);
-  nlohmann::json reply;
+  nlohmann::ordered_json reply;
+  const auto& allowed = config_.extensions.pg_notify_control_commands;
   if (!fields) {
+    ++counters_.control;
     reply = {{"error", fields.error().message}};
+  } else if (from && from->name() == "pg_notify" && allowed &&
+             std::find(allowed->begin(), allowed->end(), fields->command) == allowed->end()) {
+    ++counters_.refused_control;
+    LOG_WARNING("control command '" << fields->command << "' from channel " << origin
+                                    << " refused: not in extensions.pg_notify_control_commands");
+    reply = {{"error", "Control command " + fields->command + " is not allowed over pg_notify"}};
   } else {
-    reply = run_command(fields->command, fields->data);
+    ++counters_.control;
+    reply = run_control_command(*this, fields->command, fields->data);
   }
   reply["node_id"] = node_id_;
-  if (fields && !fields->reply_to.empty() && from) from->publish(fields->reply_to, dump_python(reply));
+  std::string reply_to = fields ? fields->reply_to : obj.value("reply_to", std::string());
+  if (!reply_to.empty() && from) from->publish(reply_to, dump_reply(reply));
 }
 
-nlohmann::json Service::run_command(const std::string& command, const nlohmann::json& data) {
-  (void)data;
-  MonoTime now = loop_.now();
-  if (command == "alive") return nlohmann::json::object();
-  if (command == "workers") return pool_->workers_json(now);
-  if (command == "main") {
-    const auto& c = pool_->counters();
-    return {{"received_count", counters_.received},
-            {"control_count", counters_.control},
-            {"pid", ::getpid()},
-            {"pool",
-             {{"next_worker_id", pool_->next_worker_id()},
-              {"finished_count", c.upstream_finished},
-              {"canceled_count", c.canceled},
-              {"retirement_count", c.retirements},
-              // Ours, beyond upstream's four:
-              {"queued_count", pool_->queued().size()},
-              {"queue_overflow_count", c.queue_overflow},
-              {"succeeded_count", c.succeeded},
-              {"failed_count", c.failed},
-              {"cancelled_count", c.cancelled},
-              {"timed_out_count", c.timed_out},
-              {"worker_died_count", c.worker_died}}}};
-  }
-  if (command == "producers") {
-    nlohmann::json out = nlohmann::json::object();
-    for (auto& b : brokers_) out[std::string(b->name()) + "-producer"] = b->status();
-    return out;
-  }
-  if (command == "running") {
-    nlohmann::json out = nlohmann::json::object();
-    for (auto [id, t] : pool_->running()) {
-      nlohmann::json m = nlohmann::json::parse(t->body, nullptr, false);
-      if (!m.is_object()) m = nlohmann::json::object();
-      m["uuid"] = t->uuid;
-      if (!t->channel.empty()) m["channel"] = t->channel;
-      out["worker-" + std::to_string(id)] = m;
-    }
-    std::size_t i = 0;
-    for (const auto& t : pool_->queued()) {
-      nlohmann::json m = nlohmann::json::parse(t.body, nullptr, false);
-      if (!m.is_object()) m = nlohmann::json::object();
-      m["uuid"] = t.uuid;
-      out["queued-" + std::to_string(i++)] = m;
-    }
-    return out;
-  }
-  return {{"error", "No control method " + command}};
-}
-
-void Service::task_finished(const QueuedTask& t, TaskOutcome outcome, const ipc::DonePayload* done,
-                            int worker_id) {
-  switch (outcome) {
-    case TaskOutcome::Succeeded:
-      LOG_DEBUG("Worker " << worker_id << " finished task (uuid=" << t.uuid
-                          << "), result: " << (done ? done->result : "null"));
-      break;
-    case TaskOutcome::Failed:
-      LOG_ERROR("Worker " << worker_id << " task " << t.task << " (uuid=" << t.uuid
-                          << ") failed: " << (done ? done->error : "unknown error"));
-      break;
-    case TaskOutcome::Cancelled:
-      LOG_INFO("Worker " << worker_id << " finished task (uuid=" << t.uuid << "), canceled");
-      break;
-    case TaskOutcome::TimedOut:
-      LOG_WARNING("Worker " << worker_id << " task (uuid=" << t.uuid << ") timed out");
-      break;
-    case TaskOutcome::WorkerDied:
-      break;  // the pool logged it
-  }
+std::string Service::bind_control(std::string_view request_json) {
+  nlohmann::json req = nlohmann::json::parse(request_json, nullptr, false);
+  if (!req.is_object() || !req.contains("command") || !req["command"].is_string())
+    return dump_reply({{"error", std::string(kFailedControlTaskError)}});
+  nlohmann::json data = req.value("control_data", nlohmann::json::object());
+  ++counters_.control;
+  return dump_reply(run_control_command(*this, req["command"].get<std::string>(), data));
 }
 
 }  // namespace dispatcherd

@@ -1,6 +1,8 @@
 #pragma once
-// The service: wires brokers → pipeline → pool and owns the order of the steps of
-// upstream-spec §2.3. It holds no logic of its own beyond that order; each step is a module.
+// The service: wires brokers and producers → pipeline → processors → pool, and owns the order
+// of the steps of upstream-spec §2.3. Each step is a module; this file only orders them.
+// The control view (what control commands see) is in service_control.cpp, the metrics
+// wiring in service_metrics.cpp.
 
 #include <cstdint>
 #include <memory>
@@ -11,9 +13,14 @@
 #include "dispatcherd/brokers/broker.h"
 #include "dispatcherd/chunking.h"
 #include "dispatcherd/config.h"
+#include "dispatcherd/control/control_view.h"
 #include "dispatcherd/loop/event_loop.h"
+#include "dispatcherd/metrics/http_server.h"
+#include "dispatcherd/metrics/metrics_registry.h"
 #include "dispatcherd/pool/launcher.h"
 #include "dispatcherd/pool/worker_pool.h"
+#include "dispatcherd/processors/delayer.h"
+#include "dispatcherd/producers/producers.h"
 
 namespace dispatcherd {
 
@@ -22,50 +29,85 @@ struct ServiceCounters {
   std::uint64_t received = 0;      ///< upstream received_count
   std::uint64_t control = 0;       ///< upstream control_count
   std::uint64_t bad_messages = 0;  ///< undecodable, non-object or wrongly typed messages
-  std::uint64_t chunk_errors = 0;
+  std::uint64_t chunk_errors = 0;  ///< chunks dropped as malformed
+  std::uint64_t refused_control = 0;  ///< control commands refused over pg_notify by config
 };
 
-/// One running dispatcherd: create, start(), run the loop, stop() on a signal.
-class Service {
+/// One running dispatcherd: construct, listen(), start(), run the loop, stop() on a signal.
+class Service : public ControlView {
  public:
-  /// Builds brokers and the pool from `config`; nothing starts until start().
+  /// Builds brokers, producers, processors and the pool from `config`; nothing starts yet.
   Service(EventLoop& loop, const Config& config, WorkerLauncher& launcher);
-  ~Service();
+  ~Service() override;
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
 
-  /// Starts the pool and every broker.
+  /// Start-up checks that must stop the program (e.g. the socket path is taken by a live
+  /// service). Call before start().
+  Status listen();
+  /// Starts metrics, the pool, every broker and every producer (§9 order).
   void start();
-  /// Graceful stop (§7.8): stop receiving, let running tasks finish within the bound, then
-  /// cancel and kill; `done` runs once every worker has exited.
+  /// Graceful stop (§7.8): stop receiving, abandon delayed tasks (logged), let running tasks
+  /// finish within the bound, then cancel and kill; `done` runs once every worker exited.
   void stop(std::function<void()> done);
-  /// Feeds one payload as if a broker had read it (producers, tests).
+  /// Feeds one payload as a broker read it (`from` null for in-process sources).
   void on_payload(Broker* from, std::string_view origin, std::string_view payload);
-  /// Applies a reloaded config's log level and pool sizes (SIGHUP).
+  /// Applies a reloaded config's pool sizes (SIGHUP).
   void reload(const Config& fresh);
 
   /// This node's id (config or a random uuid4).
   const std::string& node_id() const { return node_id_; }
   /// Counters so far.
   const ServiceCounters& counters() const { return counters_; }
-  /// The pool (for control commands and metrics).
+  /// The pool (for metrics and tests).
   const WorkerPool& pool() const { return *pool_; }
 
+  // ControlView (service_control.cpp).
+  std::vector<ListedMessage> messages() const override;
+  std::vector<ListedMessage> cancel(const TaskFilter& filter) override;
+  nlohmann::json workers() const override;
+  nlohmann::json producers() const override;
+  nlohmann::json metrics() const override;
+  nlohmann::json main_status() const override;
+  nlohmann::json chunks() const override;
+  nlohmann::json activities(int limit) const override;
+  log::Level set_log_level(log::Level level) override;
+  Status submit(const nlohmann::json& message) override;
+
  private:
-  void handle_task(nlohmann::json obj, std::string body, std::string_view origin);
-  void handle_control(Broker* from, const nlohmann::json& obj);
-  nlohmann::json run_command(const std::string& command, const nlohmann::json& data);
+  void process(Broker* from, nlohmann::json obj, std::string body, std::string_view origin);
+  void process_now(Broker* from, QueuedTask t, bool is_control);
+  void run_control(Broker* from, const std::string& origin, const nlohmann::json& obj);
+  void arm_delay_timer();
+  void task_started(const QueuedTask& t, MonoTime now);
   void task_finished(const QueuedTask& t, TaskOutcome outcome, const ipc::DonePayload* done,
                      int worker_id);
+  std::string bind_control(std::string_view request_json);
+  void setup_metrics();
+  void expire_chunks();
 
   EventLoop& loop_;
   Config config_;
   std::string node_id_;
   std::vector<std::unique_ptr<Broker>> brokers_;
+  std::vector<std::unique_ptr<Producer>> producers_;
+  ControlProducer* control_producer_ = nullptr;
   ChunkAccumulator chunks_;
+  Delayer delayer_;
+  EventLoop::TimerId delay_timer_ = 0;
+  MonoTime delay_timer_at_ = 0;
   std::unique_ptr<WorkerPool> pool_;
   ServiceCounters counters_;
+  log::Level last_set_level_{0};
   bool stopping_ = false;
+
+  // Metrics (service_metrics.cpp).
+  metrics::Registry registry_;
+  std::unique_ptr<metrics::MetricsHttpServer> http_;
+  metrics::HistogramFamily* run_seconds_ = nullptr;
+  metrics::HistogramFamily* start_latency_ = nullptr;
+  metrics::CounterFamily* tasks_finished_ = nullptr;
+  std::vector<std::string> task_labels_;  // registered task names: the only label values
 };
 
 }  // namespace dispatcherd

@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <set>
+#include <thread>
 #include <string>
 
 #include "dispatcherd/message.h"
@@ -224,12 +226,19 @@ TEST(RunTasks, Spec8_FloodOf100kNeitherBlocksTheLoopNorOutgrowsTheQueueBound) {
   EXPECT_LE(m["pool"]["queued_count"].get<long>(), 2000) << m.dump();
   EXPECT_GT(m["pool"]["queue_overflow_count"].get<long>(), 90000) << m.dump();
   EXPECT_LT(private_kb(svc.pid()), 64 * 1024) << "main grew past what a 2000-task queue needs";
-  // The self-check (every 1 s) did not take the busy connection for a dead one.
-  auto p = pg_control(ch, "producers");
-  ASSERT_EQ(p.size(), 1u);
-  EXPECT_EQ(p[0]["pg_notify-producer"]["recycle_count"], 0) << p[0].dump();
-  EXPECT_GE(p[0]["pg_notify-producer"]["broker_self_check"]["success_count"].get<int>(), 1)
-      << p[0].dump();
+  // The self-check (every 1 s) did not take the busy connection for a dead one, and keeps
+  // succeeding once the backlog is gone. A reply restarts the self-check period (§3.1.4), so
+  // ask less often than once a period.
+  nlohmann::json p;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    auto r = pg_control(ch, "producers");
+    ASSERT_EQ(r.size(), 1u);
+    p = r[0]["pg_notify-producer"];
+    if (p["broker_self_check"]["success_count"].get<int>() >= 1) break;
+  }
+  EXPECT_GE(p["broker_self_check"]["success_count"].get<int>(), 1) << p.dump();
+  EXPECT_EQ(p["recycle_count"], 0) << p.dump();
 }
 
 }  // namespace
