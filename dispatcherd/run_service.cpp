@@ -96,11 +96,16 @@ int run_service(int argc, char** argv) {
   // Block the signals the loop reads before anything forks, then fork the zygote while main
   // is still small: workers are forked from it, never from main.
   EventLoop loop;
-  Zygote zygote([idle = config.worker.idle_timeout](int in_fd, int out_fd, int worker_id) {
+  // The lambda runs in the zygote's copy of this process, where `config` stays as loaded.
+  Zygote zygote([&config](int in_fd, int out_fd, int worker_id) {
     WorkerSettings s;
     s.worker_id = worker_id;
-    s.idle_timeout = idle;
+    s.idle_timeout = config.worker.idle_timeout;
     s.main_pid = ::getppid();
+    s.command_tasks = &config.extensions.tasks;
+    // Half the grace: the worker kills a stubborn command itself and reports a cancel before
+    // main would SIGKILL the whole worker.
+    s.command_kill_grace = config.extensions.cancel_grace_seconds / 2;
     return run_worker_loop(in_fd, out_fd, s);
   });
   zygote.attach(loop);

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -16,6 +17,7 @@
 #include "dispatcherd/pool/ipc.h"
 #include "dispatcherd/task.h"
 #include "dispatcherd/worker/builtin_tasks.h"
+#include "dispatcherd/worker/command_task.h"
 
 namespace dispatcherd {
 namespace {
@@ -113,44 +115,62 @@ bool write_all(int fd, std::string_view data) {
   return true;
 }
 
-// Checks a (sub-)message and finds its task; on failure returns nullptr and sets `error`.
-const TaskEntry* resolve(const json& message, std::string& error) {
+using CommandTasks = std::map<std::string, CommandTaskConfig>;
+
+// What a message names: a registered function or, failing that, a configured command task.
+struct Target {
+  const TaskEntry* entry = nullptr;
+  const CommandTaskConfig* command = nullptr;
+  std::string name;  // the command task's name
+  explicit operator bool() const { return entry != nullptr || command != nullptr; }
+};
+
+// Checks a (sub-)message and finds its task; on failure returns an empty Target and sets
+// `error`.
+Target resolve(const json& message, const CommandTasks* commands, std::string& error) {
   if (!message.is_object()) {
     error = std::string("task message must be an object, got ") + message.type_name();
-    return nullptr;
+    return {};
   }
-  const TaskEntry* entry = nullptr;
+  Target target;
   if (auto sc = message.find("self_check"); sc != message.end() && *sc == true) {
-    entry = find_task(kSelfCheckTaskName);
-    if (entry == nullptr) {
+    target.entry = find_task(kSelfCheckTaskName);
+    if (target.entry == nullptr) {
       error = "the self-check task is not registered";
-      return nullptr;
+      return {};
     }
   } else {
     auto t = message.find("task");
     if (t == message.end()) {
       error = "message has no 'task'";
-      return nullptr;
+      return {};
     }
     if (!t->is_string()) {
       error = std::string("field 'task' must be a string, got ") + t->type_name();
-      return nullptr;
+      return {};
     }
-    entry = find_task(t->get_ref<const std::string&>());
-    if (entry == nullptr) {
-      error = "unknown task '" + t->get<std::string>() + "'";
-      return nullptr;
+    const std::string& name = t->get_ref<const std::string&>();
+    target.entry = find_task(name);
+    if (target.entry == nullptr && commands != nullptr) {
+      if (auto c = commands->find(name); c != commands->end()) {
+        target.command = &c->second;
+        target.name = name;
+      }
+    }
+    if (!target) {
+      error = "unknown task '" + name + "'";
+      return {};
     }
   }
   if (auto a = message.find("args"); a != message.end() && !a->is_array()) {
     error = std::string("field 'args' must be an array, got ") + a->type_name();
-    return nullptr;
+    return {};
   }
   if (auto k = message.find("kwargs"); k != message.end() && !k->is_object()) {
     error = std::string("field 'kwargs' must be an object, got ") + k->type_name();
-    return nullptr;
+    return {};
   }
-  return entry;
+  return target;
 }
 
 // The `task` of a message for log lines.
@@ -178,6 +198,12 @@ class Loop {
   int run() {
     install_signals();
     log::set_process_name("worker-" + std::to_string(s_.worker_id));
+    if (s_.command_tasks != nullptr)
+      for (const auto& [name, cmd] : *s_.command_tasks)
+        if (find_task(name) != nullptr)
+          LOG_WARNING("Worker " << s_.worker_id << " task '" << name
+                                << "' is both registered and a command task under "
+                                   "extensions.tasks; the registered task runs");
     call_hook("on_start", [&](const WorkerHooks& h) {
       if (h.on_start) h.on_start(s_.worker_id);
     });
@@ -302,10 +328,14 @@ class Loop {
     }
   }
 
-  Outcome invoke(const TaskEntry& entry, const json& message, const std::string& uuid) {
+  Outcome invoke(const Target& target, const json& message, const std::string& uuid) {
     TaskContext ctx(message, uuid, s_.worker_id, &g_cancel, control_fn_);
     try {
-      return {TaskStatus::kSucceeded, entry.fn(ctx), {}};
+      if (target.command != nullptr)
+        return {TaskStatus::kSucceeded,
+                worker::run_command_task(target.name, *target.command, ctx, s_.command_kill_grace),
+                {}};
+      return {TaskStatus::kSucceeded, target.entry->fn(ctx), {}};
     } catch (const TaskCancelled&) {
       return {TaskStatus::kCancelled, nullptr, "task canceled"};
     } catch (const std::exception& e) {
@@ -323,7 +353,7 @@ class Loop {
     json message;
     std::string uuid = "<unknown>";
     Outcome out;
-    const TaskEntry* entry = nullptr;
+    Target target;
     if (auto tp = ipc::decode_task(frame.payload)) {
       message = json::parse(tp->body, nullptr, /*allow_exceptions=*/false);
       // Text that is not JSON is a bare task name (upstream-spec §2.1), should main pass one.
@@ -334,17 +364,17 @@ class Loop {
         if (auto u = message.find("uuid"); u != message.end() && u->is_string())
           uuid = u->get<std::string>();
       }
-      entry = resolve(message, out.error);
+      target = resolve(message, s_.command_tasks, out.error);
     } else {
       out.error = "malformed task frame";
     }
     const std::string name = task_name(message);
-    if (entry != nullptr) {
+    if (target) {
       LOG_DEBUG("Worker " << s_.worker_id << " running task " << name << " (uuid=" << uuid << ")");
       call_hook("before_task", [&](const WorkerHooks& h) {
         if (h.before_task) h.before_task(message);
       });
-      out = invoke(*entry, message, uuid);
+      out = invoke(target, message, uuid);
     } else {
       out.status = TaskStatus::kFailed;
     }
@@ -356,7 +386,7 @@ class Loop {
       LOG_DEBUG("Worker " << s_.worker_id << " task " << name << " (uuid=" << uuid << ") canceled");
     }
     run_followups(message, "callbacks", uuid, name);
-    if (entry != nullptr) {
+    if (target) {
       call_hook("after_task", [&](const WorkerHooks& h) {
         if (h.after_task) h.after_task(message, out.value);
       });
@@ -396,8 +426,8 @@ class Loop {
       if (sub.is_object()) sub["uuid"] = uuid;
       std::string error;
       Outcome r;
-      if (const TaskEntry* e = resolve(sub, error)) {
-        r = invoke(*e, sub, uuid);
+      if (const Target t = resolve(sub, s_.command_tasks, error)) {
+        r = invoke(t, sub, uuid);
       } else {
         r.status = TaskStatus::kFailed;
         r.error = std::move(error);

@@ -12,6 +12,10 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
+#include <string>
+
+#include "dispatcherd/config.h"
 
 namespace dispatcherd {
 
@@ -20,6 +24,13 @@ struct WorkerSettings {
   int worker_id = 0;
   double idle_timeout = 0;  ///< seconds; > 0 → WorkerHooks::on_idle after each idle period
   pid_t main_pid = 0;       ///< expected getppid(); a change means orphaned (0 = no check)
+  /// Command tasks by task name (extensions.tasks); not owned, must outlive the loop. A name
+  /// that is also a registered task runs the registered one (warned about at start).
+  const std::map<std::string, CommandTaskConfig>* command_tasks = nullptr;
+  /// Seconds from a cancel's SIGTERM to a command's process group until its SIGKILL (sooner
+  /// when a second SIGUSR1 arrives). Keep it below main's cancel_grace_seconds so the worker
+  /// itself survives the escalation.
+  double command_kill_grace = 5.0;
 };
 
 /// Runs the worker protocol on the given fds until stop/orphan/read error; returns the exit
