@@ -292,7 +292,7 @@ void Service::run_control(Broker* from, const std::string& origin, const nlohman
   }
   reply["node_id"] = node_id_;
   std::string reply_to = fields ? fields->reply_to : obj.value("reply_to", std::string());
-  if (!reply_to.empty() && from) from->publish(reply_to, dump_reply(reply));
+  if (!reply_to.empty() && from) from->publish(from->reply_target(origin, reply_to), dump_reply(reply));
 }
 
 std::string Service::bind_control(std::string_view request_json) {

@@ -31,6 +31,12 @@ class Broker {
   /// the socket. Chunked when larger than the transport's limit. Never blocks: queued when the
   /// transport is busy or down (bounded; overflow dropped and logged).
   virtual void publish(std::string_view target, std::string_view payload) = 0;
+  /// Where a control reply goes: the request's `reply_to` channel for pg_notify; the socket
+  /// answers the connection the request came from (`origin`) whatever `reply_to` says (§3.2).
+  virtual std::string reply_target(std::string_view origin, std::string_view reply_to) const {
+    (void)origin;
+    return std::string(reply_to);
+  }
   /// True once listening (LISTEN done / socket bound).
   virtual bool ready() const = 0;
   /// Fields for the `producers` control command (produced_count, recycle_count, ...).

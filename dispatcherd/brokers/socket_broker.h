@@ -67,6 +67,10 @@ class SocketBroker : public Broker {
   /// each followed by "\n". A reply for a gone or unknown client is dropped (logged at debug,
   /// counted); a client whose unsent output would exceed max_output_bytes is disconnected.
   void publish(std::string_view target, std::string_view payload) override;
+  /// Replies go back on the connection the request came from (§3.2).
+  std::string reply_target(std::string_view origin, std::string_view) const override {
+    return std::string(origin);
+  }
   /// True while listening.
   bool ready() const override { return listener_.valid(); }
   /// produced_count, recycle_count (always 0), uptime_seconds, and ours: clients,

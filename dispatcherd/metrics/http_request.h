@@ -22,8 +22,8 @@ enum class RequestLineVerdict {
 
 /// Method and path of a request line (the version is not used).
 struct RequestLine {
-  std::string method;
-  std::string path;
+  std::string method;  ///< first part, compared exactly with "GET"
+  std::string path;    ///< second part, compared exactly with "/metrics"
 };
 
 /// Parses `line` (with or without its line ending) into `out`.

@@ -110,6 +110,7 @@ class Histogram {
 /// What every family has in common: identity, help text and the label-set bound.
 class FamilyBase {
  public:
+  /// Checks the names (invalid or duplicate label names are programming errors: abort).
   FamilyBase(std::string name, std::string help, MetricType type,
              std::vector<std::string> label_names, std::size_t max_label_sets);
   virtual ~FamilyBase() = default;
@@ -171,6 +172,7 @@ class Family : public FamilyBase {
   /// Number of children (label sets) created.
   std::size_t size() const { return children_.size(); }
 
+  /// Appends the family's text; children in creation order. Always succeeds.
   bool render(std::string& out) const override;
 
  private:
