@@ -31,6 +31,7 @@ PoolOptions pool_options(const Config& c) {
   o.max_queued = c.extensions.max_queued_tasks;
   o.max_blocked = c.extensions.max_blocked_tasks;
   o.max_tasks_per_worker = c.extensions.max_tasks_per_worker;
+  o.max_worker_rss_kb = c.extensions.max_worker_rss_mb * 1024;
   return o;
 }
 

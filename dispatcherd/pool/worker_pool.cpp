@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "dispatcherd/log.h"
@@ -16,6 +17,19 @@ namespace {
 constexpr int kMaxPendingSpawns = 8;     // forks in flight at once
 constexpr double kQuickDeathSeconds = 2;  // dying sooner than this after start counts as a crash loop
 constexpr std::size_t kReadChunk = 65536;
+
+// Resident set size of `pid` in kB from /proc/PID/statm, or 0 when unreadable.
+std::size_t rss_kb(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
+  std::FILE* f = std::fopen(path, "r");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  if (n != 2) return 0;
+  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) / 1024;
+}
 }  // namespace
 
 const char* worker_status_name(WorkerStatus s) {
@@ -290,6 +304,15 @@ void WorkerPool::finish_task(Worker& w, TaskOutcome outcome, const ipc::DonePayl
     LOG_INFO("worker " << w.id << " ran " << w.finished_count << " tasks; recycling it");
     ++counters_.recycles;
     stop_worker(w);
+  } else if (opt_.max_worker_rss_kb > 0 && w.status == WorkerStatus::Ready && w.pid > 0) {
+    // Checked between tasks only, so the cost (one /proc read) is paid only when configured.
+    std::size_t rss = rss_kb(w.pid);
+    if (rss > opt_.max_worker_rss_kb) {
+      LOG_INFO("worker " << w.id << " uses " << rss / 1024 << " MB RSS (limit "
+                         << opt_.max_worker_rss_kb / 1024 << " MB); recycling it");
+      ++counters_.recycles;
+      stop_worker(w);
+    }
   }
   if (hooks_.finished) hooks_.finished(task, outcome, done, w.id);
   drain_queue();

@@ -51,6 +51,7 @@ struct PoolOptions {
   std::size_t max_queued = 1000000;
   std::size_t max_blocked = 100000;
   std::size_t max_tasks_per_worker = 0;
+  std::size_t max_worker_rss_kb = 0;  ///< recycle a worker whose RSS is above this (0 = never)
 };
 
 /// Counters of §7.9 plus ours.

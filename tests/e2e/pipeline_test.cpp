@@ -194,6 +194,15 @@ TEST_F(Pipeline, Design3_WorkerIsRecycledAfterMaxTasks) {
   EXPECT_GE(pool_count(ch, "next_worker_id"), 3);
 }
 
+TEST_F(Pipeline, Design3_WorkerIsRecycledAboveItsRssLimit) {
+  // Every worker is above 1 MB of RSS, so each is replaced after its task.
+  start("{min_workers: 1, max_workers: 1}", "  max_worker_rss_mb: 1\n");
+  publish_n(3, R"({"task": "dispatcherd.builtin.noop")");
+  ASSERT_TRUE(eventually([&] { return pool_count(ch, "succeeded_count") == 3; }, 20)) << svc->log();
+  EXPECT_GE(pool_count(ch, "next_worker_id"), 3);
+  EXPECT_NE(svc->log().find("MB RSS"), std::string::npos);
+}
+
 TEST_F(Pipeline, Spec7_10_ErrbacksOnFailureAndCallbacksAlwaysWithParentUuid) {
   start("{min_workers: 1, max_workers: 1}");
   std::string path = svc->dir() + "/cb.txt";
