@@ -6,6 +6,7 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 FUZZ_SECONDS ?= 20
+ASAN_TARGETS ?= all
 
 .PHONY: all deps configure test unit asan fuzz format bench run clean
 
@@ -24,10 +25,12 @@ test: all
 unit: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
 
+# Sanitizer builds warn about things plain builds do not (inlined std::function and regex code
+# at -O0 with -fsanitize); -Werror stays with the main build.
 asan: deps
-	@test -f $(ASAN_BUILD)/CMakeCache.txt || cmake -S . -B $(ASAN_BUILD) -DDISPATCHERD_WERROR=ON \
+	@test -f $(ASAN_BUILD)/CMakeCache.txt || cmake -S . -B $(ASAN_BUILD) -DDISPATCHERD_WERROR=OFF \
 	  -DDISPATCHERD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKE_ARGS)
-	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target $(ASAN_TARGETS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) $(ASAN_CTEST_ARGS)
 
