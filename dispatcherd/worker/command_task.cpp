@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -127,7 +128,17 @@ void write_parts(int fd, std::initializer_list<std::string_view> parts) {
   dfl.sa_handler = SIG_DFL;
   sigemptyset(&dfl.sa_mask);
   for (int s = 1; s < NSIG; ++s)
-    if (s != SIGKILL && s != SIGSTOP) ::sigaction(s, &dfl, nullptr);  // EINVAL for 32/33: fine
+    if (s != SIGKILL && s != SIGSTOP) ::sigaction(s, &dfl, nullptr);
+  // glibc refuses its two internal signals (32, 33), yet an ignored disposition for them
+  // inherited from whoever started the service would survive exec: reset them with the raw
+  // system call (safe here: this process execs next and runs no more glibc threading code).
+  struct KernelSigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)();
+    unsigned long mask;
+  } kdfl{SIG_DFL, 0, nullptr, 0};
+  for (int s = 32; s < SIGRTMIN; ++s) ::syscall(SYS_rt_sigaction, s, &kdfl, nullptr, sizeof kdfl.mask);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
