@@ -214,10 +214,9 @@ void Service::process(Broker* from, nlohmann::json obj, std::string body, std::s
   if (control) {
     auto fields = read_control_fields(obj);
     if (fields) delay = fields->delay;
-    if (!body.empty() || !obj.contains("uuid")) {
-      obj["uuid"] = t.uuid;
-      if (!t.channel.empty()) obj["channel"] = t.channel;
-    }
+    // Kept as text only for a delayed request; it runs from the object when not delayed.
+    if (!obj.contains("uuid")) obj["uuid"] = t.uuid;
+    if (!t.channel.empty()) obj["channel"] = t.channel;
     t.body = dump_compact(obj);
   } else {
     auto fields = read_task_fields(obj);
@@ -244,10 +243,8 @@ void Service::process(Broker* from, nlohmann::json obj, std::string body, std::s
   if (control)
     run_control(from, t.channel, obj);
   else
-    process_now(from, std::move(t), false);
+    pool_->submit(std::move(t));
 }
-
-void Service::process_now(Broker*, QueuedTask t, bool) { pool_->submit(std::move(t)); }
 
 void Service::arm_delay_timer() {
   auto next = delayer_.next_due();

@@ -76,7 +76,6 @@ class Service : public ControlView {
 
  private:
   void process(Broker* from, nlohmann::json obj, std::string body, std::string_view origin);
-  void process_now(Broker* from, QueuedTask t, bool is_control);
   void run_control(Broker* from, const std::string& origin, const nlohmann::json& obj);
   void arm_delay_timer();
   void task_started(const QueuedTask& t, MonoTime now);
