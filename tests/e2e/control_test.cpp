@@ -66,7 +66,7 @@ TEST(Control, Spec3_2_AliveOverTheSocketAnswersOnTheSameConnection) {
   std::string ch = unique_channel("ctl");
   ServiceProcess svc(config(ch, "node-sock"));
   ASSERT_TRUE(svc.start());
-  ASSERT_TRUE(svc.wait_for_log("listening")) << svc.log();
+  ASSERT_TRUE(svc.wait_for_log("pg_notify connection established")) << svc.log();
   auto [rc, out] = ctl("alive --config " + svc.dir() + "/dispatcher.yml");
   EXPECT_EQ(rc, 0) << out << svc.log();
   EXPECT_EQ(out, "- node_id: node-sock\n\n");
@@ -77,7 +77,7 @@ TEST(Control, Spec4_4_RunningAndCancelOverPgNotify) {
   std::string ch = unique_channel("ctl");
   ServiceProcess svc(config(ch, "node-pg"));
   ASSERT_TRUE(svc.start());
-  ASSERT_TRUE(svc.wait_for_log("listening")) << svc.log();
+  ASSERT_TRUE(svc.wait_for_log("pg_notify connection established")) << svc.log();
   std::string cfg = pg_client_config(svc, ch);
   pg_notify(ch, R"({"task": "dispatcherd.builtin.sleep", "uuid": "find_me", "args": [30]})");
   ASSERT_TRUE(eventually(
@@ -101,7 +101,7 @@ TEST(Control, Spec4_4_SetLogLevelErrorsAndUnknownCommand) {
   std::string ch = unique_channel("ctl");
   ServiceProcess svc(config(ch, "node-lvl"));
   ASSERT_TRUE(svc.start());
-  ASSERT_TRUE(svc.wait_for_log("listening")) << svc.log();
+  ASSERT_TRUE(svc.wait_for_log("pg_notify connection established")) << svc.log();
   auto r = pg_control(ch, "set_log_level", {{"level", "bogus"}});
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0]["error"], "Unknown log level 'bogus'.");
@@ -123,8 +123,8 @@ TEST(Control, Spec4_2_TwoServicesAnswerOneAliveWithTwoExpectedReplies) {
   ServiceProcess a(config(ch, "node-a")), b(config(ch, "node-b"));
   ASSERT_TRUE(a.start());
   ASSERT_TRUE(b.start());
-  ASSERT_TRUE(a.wait_for_log("listening")) << a.log();
-  ASSERT_TRUE(b.wait_for_log("listening")) << b.log();
+  ASSERT_TRUE(a.wait_for_log("pg_notify connection established")) << a.log();
+  ASSERT_TRUE(b.wait_for_log("pg_notify connection established")) << b.log();
   std::string cfg = pg_client_config(a, ch);
   auto [rc, out] = ctl("alive --expected-replies 2 --json --config " + cfg);
   EXPECT_EQ(rc, 0) << out;
