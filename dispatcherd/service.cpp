@@ -24,7 +24,6 @@ PoolOptions pool_options(const Config& c) {
   o.max_workers = c.pool.max_workers.value_or(cpu_count());
   o.scaledown_wait = c.pool.scaledown_wait;
   o.scaledown_interval = c.pool.scaledown_interval;
-  o.worker_stop_wait = c.pool.worker_stop_wait;
   o.worker_removal_wait = c.pool.worker_removal_wait;
   o.worker_max_lifetime = c.pool.worker_max_lifetime_seconds;
   o.cancel_grace = c.extensions.cancel_grace_seconds;

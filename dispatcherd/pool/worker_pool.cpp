@@ -58,12 +58,10 @@ struct WorkerPool::Worker {
   MonoTime created_at = 0;
   MonoTime started_at = 0;   // current task
   MonoTime idle_since = 0;
-  MonoTime retired_at = 0;
   std::uint64_t finished_count = 0;
   bool active_cancel = false;
   bool cancel_is_timeout = false;
   bool killed_by_us = false;
-  bool shutdown_sent = false;  // it reported kShutdown
   EventLoop::TimerId timeout_timer = 0, kill_timer = 0, removal_timer = 0;
 };
 
@@ -182,7 +180,6 @@ void WorkerPool::on_start_failed(int id, const std::string& error) {
   auto it = workers_.find(id);
   if (it != workers_.end()) {
     it->second->status = WorkerStatus::Error;
-    it->second->retired_at = loop_.now();
     it->second->removal_timer = loop_.after(opt_.worker_removal_wait, [this, id] {
       workers_.erase(id);
       order_.erase(std::remove(order_.begin(), order_.end(), id), order_.end());
@@ -240,7 +237,6 @@ void WorkerPool::handle_frame(Worker& w, ipc::Frame& f) {
       break;
     }
     case ipc::FrameType::kShutdown:
-      w.shutdown_sent = true;
       w.status = WorkerStatus::Exited;
       break;
     default:
@@ -317,11 +313,6 @@ void WorkerPool::finish_task(Worker& w, TaskOutcome outcome, const ipc::DonePayl
   if (hooks_.finished) hooks_.finished(task, outcome, done, w.id);
   drain_queue();
   scale_up();
-  check_idle();
-}
-
-void WorkerPool::check_idle() {
-  if (hooks_.idle && queue_.empty() && busy_count() == 0) hooks_.idle();
 }
 
 void WorkerPool::send(Worker& w, ipc::FrameType type, std::uint64_t seq, std::string_view payload) {
@@ -549,7 +540,6 @@ void WorkerPool::on_exited(pid_t pid, int status) {
   } else if (w.finished_count > 0) {
     quick_deaths_ = 0;
   }
-  w.retired_at = now;
   int id = w.id;
   w.removal_timer = loop_.after(opt_.worker_removal_wait, [this, id] {
     workers_.erase(id);

@@ -44,7 +44,6 @@ struct PoolOptions {
   int max_workers = 4;
   double scaledown_wait = 15;
   double scaledown_interval = 15;
-  double worker_stop_wait = 30;
   double worker_removal_wait = 30;
   std::optional<double> worker_max_lifetime;
   double cancel_grace = 5;
@@ -80,8 +79,6 @@ class WorkerPool {
     std::function<void(const QueuedTask&, MonoTime now)> started;
     /// A bound task called control (§4.5); returns the reply JSON text.
     std::function<std::string(int worker_id, std::string_view request_json)> control;
-    /// The pool is empty of work (nothing running, nothing queued).
-    std::function<void()> idle;
   };
 
   WorkerPool(EventLoop& loop, WorkerLauncher& launcher, PoolOptions options, Hooks hooks);
@@ -149,7 +146,6 @@ class WorkerPool {
   void spawn_one();
   void maintain();
   int capacity() const;
-  void check_idle();
 
   EventLoop& loop_;
   WorkerLauncher& launcher_;
