@@ -1,18 +1,25 @@
 #include "dispatcherd/log.h"
 
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <ctime>
+#include <memory>
 #include <nlohmann/json.hpp>
+
+#include "json_text.h"
 
 namespace dispatcherd::log {
 namespace detail {
-int threshold = static_cast<int>(Level::Info);
+namespace {
+std::atomic<int> local_threshold{static_cast<int>(Level::Info)};
 }
+std::atomic<int>* threshold = &local_threshold;
+}  // namespace detail
 
 namespace {
 
@@ -48,6 +55,30 @@ std::size_t write_some(int fd, std::string_view data) {
   return done;
 }
 
+// Appends a message to a text log line so that no input can forge lines or reach a terminal
+// raw: invalid UTF-8 becomes U+FFFD, control bytes other than tab become \xNN, and a newline
+// is kept but indents what follows (a continuation never looks like a line of its own).
+void append_safe(std::string& line, std::string_view message) {
+  bool plain = true;
+  for (unsigned char c : message) plain = plain && c >= 0x20 && c < 0x7f;
+  if (plain) {
+    line += message;
+    return;
+  }
+  static const char* hex = "0123456789abcdef";
+  for (unsigned char c : text::sanitize_utf8(message)) {
+    if (c == '\n') {
+      line += "\n    ";
+    } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+      line += "\\x";
+      line += hex[c >> 4];
+      line += hex[c & 15];
+    } else {
+      line += static_cast<char>(c);
+    }
+  }
+}
+
 void timestamp(char* buf, std::size_t size) {
   timeval tv{};
   ::gettimeofday(&tv, nullptr);
@@ -59,19 +90,49 @@ void timestamp(char* buf, std::size_t size) {
 
 }  // namespace
 
-void set_level(Level l) { detail::threshold = static_cast<int>(l); }
-Level level() { return static_cast<Level>(detail::threshold); }
-void set_format(Format f) { state().format = f; }
-void set_fd(int fd) { state().fd = fd; }
-void set_process_name(std::string_view name) { state().process = std::string(name); }
+void set_level(Level l) {
+  detail::threshold->store(static_cast<int>(l));
+}
+Level level() {
+  return static_cast<Level>(detail::threshold->load());
+}
+
+void share_level_with_children() {
+  static_assert(std::atomic<int>::is_always_lock_free, "shared across processes");
+  if (detail::threshold != &detail::local_threshold) return;
+  // One anonymous shared page, inherited across fork; never unmapped (the pointer lives as
+  // long as the process). Failure keeps the process-local threshold, logged once.
+  void* page = ::mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) {
+    write(Level::Warning, "log level not shared with workers: mmap failed");
+    return;
+  }
+  detail::threshold =
+      std::construct_at(static_cast<std::atomic<int>*>(page), detail::local_threshold.load());
+}
+void set_format(Format f) {
+  state().format = f;
+}
+void set_fd(int fd) {
+  state().fd = fd;
+}
+void set_process_name(std::string_view name) {
+  state().process = std::string(name);
+}
 
 std::string_view level_name(Level l) {
   switch (l) {
-    case Level::Debug: return "DEBUG";
-    case Level::Info: return "INFO";
-    case Level::Warning: return "WARNING";
-    case Level::Error: return "ERROR";
-    case Level::Critical: return "CRITICAL";
+    case Level::Debug:
+      return "DEBUG";
+    case Level::Info:
+      return "INFO";
+    case Level::Warning:
+      return "WARNING";
+    case Level::Error:
+      return "ERROR";
+    case Level::Critical:
+      return "CRITICAL";
   }
   return "INFO";
 }
@@ -109,7 +170,7 @@ void write(Level l, std::string_view message) {
     line += ' ';
     line += std::to_string(::getpid());
     line += "] ";
-    line += message;
+    append_safe(line, message);
   }
   line += '\n';
 
@@ -133,7 +194,11 @@ void flush_pending() {
   s.pending.erase(0, n);
 }
 
-std::size_t pending_bytes() { return state().pending.size(); }
-std::uint64_t dropped_lines() { return state().dropped; }
+std::size_t pending_bytes() {
+  return state().pending.size();
+}
+std::uint64_t dropped_lines() {
+  return state().dropped;
+}
 
 }  // namespace dispatcherd::log

@@ -11,6 +11,7 @@
 // The stream expression is evaluated only when the level is enabled.
 
 #include <cstdint>
+#include <atomic>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -28,6 +29,10 @@ enum class Format { Text, Json };
 void set_level(Level level);
 /// The current threshold.
 Level level();
+/// Moves the threshold into memory shared with every process forked afterwards, so that a
+/// later set_level (SIGHUP, `set_log_level`) in main reaches the zygote and all workers at
+/// once. Call once, before forking; the threshold keeps its value.
+void share_level_with_children();
 /// True when a line at `l` would be written.
 inline bool enabled(Level l);
 
@@ -66,9 +71,11 @@ class Line {
 };
 
 namespace detail {
-extern int threshold;
+extern std::atomic<int>* threshold;
 }
-inline bool enabled(Level l) { return static_cast<int>(l) >= detail::threshold; }
+inline bool enabled(Level l) {
+  return static_cast<int>(l) >= detail::threshold->load(std::memory_order_relaxed);
+}
 
 }  // namespace dispatcherd::log
 
