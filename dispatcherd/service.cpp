@@ -171,6 +171,15 @@ void Service::on_payload(Broker* from, std::string_view origin, std::string_view
   // or a reassembled chunk): main never re-encodes JSON it was given.
   auto first = payload.find_first_not_of(" \t\r\n");
   bool as_received = first != std::string_view::npos && payload[first] == '{';
+  // A payload that only looks like an object but is not JSON became a bare task (§2.1): the
+  // worker must get that object, not the raw bytes (which may not even be UTF-8). Its `task`
+  // is the whole sanitized payload, never shorter, while a real object's values are.
+  if (as_received && obj.size() == 1) {
+    auto task = obj.find("task");
+    if (task != obj.end() && task->is_string() &&
+        task->get_ref<const std::string&>().size() >= payload.size())
+      as_received = false;
+  }
   if (is_chunk(obj)) {
     auto in = chunks_.ingest(obj, loop_.now());
     switch (in.outcome) {
@@ -257,8 +266,9 @@ void Service::arm_delay_timer() {
       if (d.is_control) {
         nlohmann::json obj = nlohmann::json::parse(d.message.body, nullptr, false);
         if (!obj.is_object()) continue;
-        std::string reply_to = obj.value("reply_to", "");
-        if (!reply_to.empty() && reply_to != "null")
+        auto rt = obj.find("reply_to");  // a string or null: read_control_fields checked
+        std::string reply_to = rt != obj.end() && rt->is_string() ? rt->get<std::string>() : "";
+        if (!reply_to.empty())
           LOG_WARNING("Can not return reply to channel " << reply_to << " from delayed tasks");
         obj.erase("reply_to");
         run_control(nullptr, d.message.channel, obj);
@@ -276,6 +286,8 @@ void Service::run_control(Broker* from, const std::string& origin, const nlohman
   const auto& allowed = config_.extensions.pg_notify_control_commands;
   if (!fields) {
     ++counters_.control;
+    ++counters_.bad_messages;
+    LOG_ERROR("control request from channel " << origin << " refused: " << fields.error().message);
     reply = {{"error", fields.error().message}};
   } else if (from && from->name() == "pg_notify" && allowed &&
              std::find(allowed->begin(), allowed->end(), fields->command) == allowed->end()) {
@@ -288,8 +300,14 @@ void Service::run_control(Broker* from, const std::string& origin, const nlohman
     reply = run_control_command(*this, fields->command, fields->data);
   }
   reply["node_id"] = node_id_;
-  std::string reply_to = fields ? fields->reply_to : obj.value("reply_to", std::string());
-  if (!reply_to.empty() && from) from->publish(from->reply_target(origin, reply_to), dump_reply(reply));
+  // With fields refused, reply_to may itself be the wrong type: then there is nowhere to answer.
+  std::string reply_to;
+  if (fields)
+    reply_to = fields->reply_to;
+  else if (auto it = obj.find("reply_to"); it != obj.end() && it->is_string())
+    reply_to = it->get<std::string>();
+  if (!reply_to.empty() && from)
+    from->publish(from->reply_target(origin, reply_to), dump_reply(reply));
 }
 
 std::string Service::bind_control(std::string_view request_json) {

@@ -100,7 +100,9 @@ void EventLoop::arm_timerfd() {
   }
   itimerspec its{};
   if (!heap_.empty()) {
-    MonoTime when = std::max(heap_.front().when, 1e-9);
+    // Clamped above too: a far timer (a hostile `delay: 1e300`) must not overflow time_t. It
+    // re-arms when the clamped time comes, so it still never fires early.
+    MonoTime when = std::clamp(heap_.front().when, 1e-9, 1e10);
     its.it_value.tv_sec = static_cast<time_t>(when);
     its.it_value.tv_nsec = static_cast<long>((when - std::floor(when)) * 1e9);
     if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;

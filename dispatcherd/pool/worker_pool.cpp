@@ -348,7 +348,10 @@ void WorkerPool::on_writable(Worker& w) {
 WorkerPool::Worker* WorkerPool::free_worker() {
   for (int id : order_) {
     Worker& w = *workers_.at(id);
-    if (w.status == WorkerStatus::Ready && !w.current) return &w;
+    // A worker whose exit is being handled still reads Ready while its task is accounted
+    // (on_exited → finish_task → drain_queue); its pipe is already closed, so skip it, or the
+    // next queued task would be handed to a dead process and lost.
+    if (w.status == WorkerStatus::Ready && !w.current && w.to.valid()) return &w;
   }
   return nullptr;
 }

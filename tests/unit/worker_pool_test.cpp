@@ -202,6 +202,26 @@ TEST_F(PoolTest, Spec7_7_DeathMidTaskCountsAndReplaces) {
   EXPECT_EQ(j["worker-0"]["status"], "error");
 }
 
+TEST_F(PoolTest, Spec7_7_DeathWithAQueueHandsTheNextTaskToALiveWorker) {
+  // Issue #9 fault test: accounting the dead worker's task drains the queue; the next task
+  // must not go to the dead worker (it would be lost), but wait for the replacement.
+  make(opts(1, 1));
+  pool->start();
+  ready(0);
+  pool->submit(task("victim"));
+  pool->submit(task("next"));
+  ASSERT_TRUE(next_task(0));
+  launcher.exit(0, SIGKILL);
+  ASSERT_TRUE(until([&] { return outcomes.size() == 1; }));
+  EXPECT_EQ(pool->queued().size(), 1u);
+  ready(1);
+  auto f = next_task(1);
+  ASSERT_TRUE(f);
+  done(1, f->seq);
+  ASSERT_TRUE(until([&] { return outcomes.size() == 2; }));
+  EXPECT_EQ(outcomes[1], (std::pair<std::string, TaskOutcome>{"next", TaskOutcome::Succeeded}));
+}
+
 TEST_F(PoolTest, Design3_BurstGrowsPoolAtOnce) {
   make(opts(1, 12));
   pool->start();
