@@ -2,11 +2,13 @@
 # A throwaway PostgreSQL 15 cluster for one test run (a CTest fixture) or for `make run`.
 #   pg_ctl.sh start STATE_DIR   initdb into a temp dir, start on a free port, write STATE_DIR/env
 #   pg_ctl.sh stop  STATE_DIR   stop it and remove its files
+#   pg_ctl.sh down  STATE_DIR   stop the server (fast shutdown), keep its files (fault tests)
+#   pg_ctl.sh up    STATE_DIR   start a stopped cluster again on the same port and socket dir
 # STATE_DIR/env holds PGHOST (a short Unix-socket dir), PGPORT, PGUSER, PGDATABASE and DSN.
 # As root, initdb and postgres run as the `postgres` user (initdb refuses root).
 set -euo pipefail
 
-cmd=${1:?usage: pg_ctl.sh start|stop STATE_DIR}
+cmd=${1:?usage: pg_ctl.sh start|stop|down|up STATE_DIR}
 state=${2:?usage: pg_ctl.sh start|stop STATE_DIR}
 bindir=${PG_BINDIR:-$(pg_config --bindir 2>/dev/null || true)}
 [[ -x "$bindir/initdb" ]] || bindir=/usr/lib/postgresql/15/bin
@@ -25,6 +27,15 @@ free_port() {
     fi
   done
   return 1
+}
+
+# run_server DATA_DIR PORT SOCKET_DIR: start postgres and wait until it accepts connections.
+run_server() {
+  if ! as_pg "$bindir/pg_ctl" -D "$1" -w -t 30 -l "$3/postgres.log" \
+      -o "-p $2 -k $3 -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=200" \
+      start >/dev/null; then
+    echo "pg_ctl.sh: postgres failed to start; its log:" >&2; cat "$3/postgres.log" >&2; exit 1
+  fi
 }
 
 stop_cluster() {
@@ -48,11 +59,7 @@ case "$cmd" in
     if ! as_pg "$bindir/initdb" -D "$data/pg" -U postgres -A trust -E UTF8 --no-sync >"$sock/initdb.log" 2>&1; then
       echo "pg_ctl.sh: initdb failed:" >&2; cat "$sock/initdb.log" >&2; exit 1
     fi
-    if ! as_pg "$bindir/pg_ctl" -D "$data/pg" -w -t 30 -l "$sock/postgres.log" \
-        -o "-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=200" \
-        start >/dev/null; then
-      echo "pg_ctl.sh: postgres failed to start; its log:" >&2; cat "$sock/postgres.log" >&2; exit 1
-    fi
+    run_server "$data/pg" "$port" "$sock"
     cat >"$state/env" <<EOT
 PGDATA_ROOT=$data
 PGDATA_DIR=$data/pg
@@ -67,6 +74,16 @@ EOT
   stop)
     stop_cluster
     ;;
+  down)
+    # shellcheck disable=SC1091
+    source "$state/env"
+    as_pg "$bindir/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 30 stop >/dev/null
+    ;;
+  up)
+    # shellcheck disable=SC1091
+    source "$state/env"
+    run_server "$PGDATA_DIR" "$PGPORT" "$PGHOST"
+    ;;
   *)
-    echo "usage: pg_ctl.sh start|stop STATE_DIR" >&2; exit 2 ;;
+    echo "usage: pg_ctl.sh start|stop|down|up STATE_DIR" >&2; exit 2 ;;
 esac
