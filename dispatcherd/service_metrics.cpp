@@ -14,11 +14,16 @@ namespace {
 
 const char* outcome_name(TaskOutcome o) {
   switch (o) {
-    case TaskOutcome::Succeeded: return "succeeded";
-    case TaskOutcome::Failed: return "failed";
-    case TaskOutcome::Cancelled: return "cancelled";
-    case TaskOutcome::TimedOut: return "timed_out";
-    case TaskOutcome::WorkerDied: return "worker_died";
+    case TaskOutcome::Succeeded:
+      return "succeeded";
+    case TaskOutcome::Failed:
+      return "failed";
+    case TaskOutcome::Cancelled:
+      return "cancelled";
+    case TaskOutcome::TimedOut:
+      return "timed_out";
+    case TaskOutcome::WorkerDied:
+      return "worker_died";
   }
   return "failed";
 }
@@ -42,16 +47,16 @@ void Service::setup_metrics() {
 
   using metrics::MetricType;
   std::size_t label_sets = (task_labels_.size() + 1) * 5;
-  tasks_finished_ = &registry_.counter("dispatcherd_tasks_finished_total",
-                                       "Tasks ended, by task name and outcome.",
-                                       {"task", "outcome"}, label_sets);
-  run_seconds_ = &registry_.histogram("dispatcherd_task_run_seconds",
-                                      "Task run time in a worker, seconds.",
-                                      metrics::kRunTimeBuckets);
-  start_latency_ = &registry_.histogram(
-      "dispatcherd_task_start_latency_seconds",
-      "Time from reading a task message to handing it to a worker, seconds.",
-      metrics::kLatencyBuckets);
+  tasks_finished_ =
+      &registry_.counter("dispatcherd_tasks_finished_total",
+                         "Tasks ended, by task name and outcome.", {"task", "outcome"}, label_sets);
+  run_seconds_ =
+      &registry_.histogram("dispatcherd_task_run_seconds", "Task run time in a worker, seconds.",
+                           metrics::kRunTimeBuckets);
+  start_latency_ =
+      &registry_.histogram("dispatcherd_task_start_latency_seconds",
+                           "Time from reading a task message to handing it to a worker, seconds.",
+                           metrics::kLatencyBuckets);
 
   auto value = [this](const char* name, const char* help, MetricType type,
                       std::function<double()> fn) {
@@ -61,7 +66,8 @@ void Service::setup_metrics() {
         MetricType::Counter,
         [this] { return static_cast<double>(pool_->blocker().counters().discarded); });
   value("dispatcherd_queue_overflow_total", "Tasks dropped because the queue was full.",
-        MetricType::Counter, [this] { return static_cast<double>(pool_->counters().queue_overflow); });
+        MetricType::Counter,
+        [this] { return static_cast<double>(pool_->counters().queue_overflow); });
   value("dispatcherd_blocked_overflow_total", "Tasks dropped because the blocked list was full.",
         MetricType::Counter,
         [this] { return static_cast<double>(pool_->blocker().counters().overflow); });
@@ -71,19 +77,23 @@ void Service::setup_metrics() {
         "Messages refused: not JSON objects, or fields of the wrong type.", MetricType::Counter,
         [this] { return static_cast<double>(counters_.bad_messages); });
   value("dispatcherd_chunk_errors_total", "Chunks dropped as malformed.", MetricType::Counter,
-        [this] { return static_cast<double>(counters_.chunk_errors + chunks_.stats().errored_assemblies); });
+        [this] {
+          return static_cast<double>(counters_.chunk_errors + chunks_.stats().errored_assemblies);
+        });
   value("dispatcherd_chunk_timeouts_total", "Chunked messages that expired incomplete.",
         MetricType::Counter,
         [this] { return static_cast<double>(chunks_.stats().timed_out_assemblies); });
   value("dispatcherd_chunk_overflow_total", "Partial chunked messages dropped at the bound.",
-        MetricType::Counter, [this] { return static_cast<double>(chunks_.stats().overflow_drops); });
+        MetricType::Counter,
+        [this] { return static_cast<double>(chunks_.stats().overflow_drops); });
   value("dispatcherd_control_refused_total",
         "Control commands refused over pg_notify by extensions.pg_notify_control_commands.",
         MetricType::Counter, [this] { return static_cast<double>(counters_.refused_control); });
   value("dispatcherd_worker_deaths_total", "Workers that died unexpectedly.", MetricType::Counter,
         [this] { return static_cast<double>(pool_->counters().worker_deaths); });
   value("dispatcherd_worker_spawn_failures_total", "Worker processes that could not be started.",
-        MetricType::Counter, [this] { return static_cast<double>(pool_->counters().spawn_failures); });
+        MetricType::Counter,
+        [this] { return static_cast<double>(pool_->counters().spawn_failures); });
   value("dispatcherd_log_lines_dropped_total", "Log lines dropped while the output was stalled.",
         MetricType::Counter, [] { return static_cast<double>(log::dropped_lines()); });
   value("dispatcherd_queue_depth", "Tasks waiting for a free worker.", MetricType::Gauge,
@@ -106,15 +116,17 @@ void Service::setup_metrics() {
           [pg] { return pg->status()["connection"].value("connected", false) ? 1.0 : 0.0; });
     value("dispatcherd_pg_reconnects_total",
           "LISTEN connections lost and re-established (including failed self-checks).",
-          MetricType::Counter,
-          [pg] { return pg->status().value("recycle_count", 0.0); });
+          MetricType::Counter, [pg] { return pg->status().value("recycle_count", 0.0); });
     value("dispatcherd_pg_outage_seconds_total", "Seconds without a LISTEN connection.",
-          MetricType::Counter, [pg] {
-            return pg->status()["connection"].value("outage_seconds_total", 0.0);
-          });
+          MetricType::Counter,
+          [pg] { return pg->status()["connection"].value("outage_seconds_total", 0.0); });
     value("dispatcherd_pg_self_checks_total", "Self-check round trips that succeeded.",
           MetricType::Counter,
           [pg] { return pg->status()["broker_self_check"].value("success_count", 0.0); });
+    value("dispatcherd_pg_self_check_failures_total",
+          "Self-checks that came late or not at all (each recycled the connection).",
+          MetricType::Counter,
+          [pg] { return pg->status()["broker_self_check"].value("failure_count", 0.0); });
     registry_.collect("dispatcherd_pg_notification_queue_usage",
                       "pg_notification_queue_usage() as last read (0..1; refreshed per scrape).",
                       MetricType::Gauge, {}, [pg](metrics::SampleSink& sink) {
@@ -124,19 +136,19 @@ void Service::setup_metrics() {
                       });
   }
   if (config_.metrics.enabled)
-    http_ = std::make_unique<metrics::MetricsHttpServer>(
-        loop_, config_.metrics, [this] { return registry_.try_render(); });
+    http_ = std::make_unique<metrics::MetricsHttpServer>(loop_, config_.metrics,
+                                                         [this] { return registry_.try_render(); });
 }
 
 void Service::task_started(const QueuedTask& t, MonoTime now) {
   start_latency_->get().observe(now - t.received_at);
 }
 
-void Service::task_finished(const QueuedTask& t, TaskOutcome outcome,
-                            const ipc::DonePayload* done, int worker_id) {
-  const std::string& label =
-      std::binary_search(task_labels_.begin(), task_labels_.end(), t.task) ? t.task
-                                                                             : std::string(kOtherTask);
+void Service::task_finished(const QueuedTask& t, TaskOutcome outcome, const ipc::DonePayload* done,
+                            int worker_id) {
+  const std::string& label = std::binary_search(task_labels_.begin(), task_labels_.end(), t.task)
+                                 ? t.task
+                                 : std::string(kOtherTask);
   tasks_finished_->with({label, outcome_name(outcome)}).inc();
   if (done) run_seconds_->get().observe(done->time_finish - done->time_started);
   switch (outcome) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "config_yaml.h"
+#include "dispatcherd/log.h"
 
 namespace dispatcherd::config_detail {
 namespace {
@@ -156,13 +157,13 @@ void load_extensions(const Ctx& c, const YAML::Node& node, ExtensionsConfig& x) 
       {"max_socket_clients", &ExtensionsConfig::max_socket_clients, 1},
       {"max_socket_line_bytes", &ExtensionsConfig::max_socket_line_bytes, 1},
   };
-  for (const Field& f :
-       c.fields(node, "extensions",
-                {"task_libraries", "tasks", "cancel_grace_seconds", "shutdown_timeout_seconds",
-                 "max_queued_tasks", "max_delayed_tasks", "max_blocked_tasks", "max_message_bytes",
-                 "max_partial_messages", "max_partial_bytes", "max_tasks_per_worker",
-                 "max_worker_rss_mb", "max_socket_clients", "max_socket_line_bytes", "socket_mode",
-                 "pg_notify_control_commands", "log_format", "schedule_advisory_lock"})) {
+  for (const Field& f : c.fields(
+           node, "extensions",
+           {"task_libraries", "tasks", "cancel_grace_seconds", "shutdown_timeout_seconds",
+            "max_queued_tasks", "max_delayed_tasks", "max_blocked_tasks", "max_message_bytes",
+            "max_partial_messages", "max_partial_bytes", "max_tasks_per_worker",
+            "max_worker_rss_mb", "max_socket_clients", "max_socket_line_bytes", "socket_mode",
+            "pg_notify_control_commands", "log_format", "log_level", "schedule_advisory_lock"})) {
     const SizeKey* size = nullptr;
     for (const SizeKey& s : kSizes)
       if (f.key == s.name) size = &s;
@@ -194,6 +195,14 @@ void load_extensions(const Ctx& c, const YAML::Node& node, ExtensionsConfig& x) 
       x.log_format = c.get_string(f);
       if (x.log_format != "text" && x.log_format != "json")
         c.fail(f, f.path + " must be text or json, got " + describe(f.value));
+    } else if (f.key == "log_level") {
+      std::string level = c.get_string(f);
+      auto parsed = log::parse_level(level);
+      if (!parsed)
+        c.fail(f, f.path + " must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got " +
+                      describe(f.value));
+      else
+        x.log_level = std::string(log::level_name(*parsed));
     } else {  // schedule_advisory_lock
       x.schedule_advisory_lock = c.get_bool(f);
     }

@@ -220,6 +220,7 @@ bool PgNotifyBroker::verify_self_check(std::string_view payload) {
     return true;
   }
   std::string msg = "self check failed, message received after " + seconds_text(delta) + " seconds";
+  ++check_failure_count_;
   LOG_ERROR(msg);
   recycle(msg);
   return false;
@@ -251,6 +252,7 @@ void PgNotifyBroker::on_self_check_timer() {
     }
     std::string msg = "self check message for broker " + broker_id_ + " did not arrive in " +
                       seconds_text(loop_.now() - check_sent_at_) + " seconds";
+    ++check_failure_count_;
     LOG_ERROR(msg);
     recycle(msg);
     return;
@@ -344,7 +346,9 @@ void PgNotifyBroker::request_queue_usage() {
 nlohmann::json PgNotifyBroker::status() const {
   using nlohmann::json;
   MonoTime now = loop_.now();
-  json check = {{"enabled", self_check_enabled_}, {"success_count", check_success_count_}};
+  json check = {{"enabled", self_check_enabled_},
+                {"success_count", check_success_count_},
+                {"failure_count", check_failure_count_}};
   if (check_success_count_ > 0) {
     check["average_time_seconds"] = check_total_time_ / static_cast<double>(check_success_count_);
     check["max_time_seconds"] = check_max_time_;

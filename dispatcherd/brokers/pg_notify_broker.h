@@ -135,6 +135,7 @@ class PgNotifyBroker : public Broker {
   std::uint64_t deferrals_at_check_ = 0;   ///< drain deferrals when the check (re)started
   bool check_delayed_by_backlog_ = false;  ///< a period passed while draining a backlog
   std::uint64_t check_success_count_ = 0;
+  std::uint64_t check_failure_count_ = 0;  ///< late or missing: each recycled the connection
   double check_total_time_ = 0;
   double check_max_time_ = 0;
 

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "dispatcherd/log.h"
+#include "dispatcherd/pool/process_title.h"
 
 namespace dispatcherd {
 namespace {
@@ -29,9 +30,13 @@ struct Packet {
   std::int32_t status = 0;  // wait status for kExited, errno for kFailed
 };
 
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
-void close_from(int lowest) { ::syscall(SYS_close_range, lowest, ~0U, 0); }
+void close_from(int lowest) {
+  ::syscall(SYS_close_range, lowest, ~0U, 0);
+}
 
 bool send_packet(int sock, const Packet& p, const int* fds = nullptr, int nfds = 0) {
   iovec iov{const_cast<Packet*>(&p), sizeof p};
@@ -72,6 +77,7 @@ bool send_packet(int sock, const Packet& p, const int* fds = nullptr, int nfds =
   }
   std::string name = "dispatcherd-w" + std::to_string(worker_id);
   ::prctl(PR_SET_NAME, name.c_str());
+  process_title::set("dispatcherd: worker " + std::to_string(worker_id) + " idle");
   log::set_process_name("worker-" + std::to_string(worker_id));
   sigset_t none;
   sigemptyset(&none);
@@ -86,6 +92,7 @@ bool send_packet(int sock, const Packet& p, const int* fds = nullptr, int nfds =
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != main_pid) ::_exit(0);
   ::prctl(PR_SET_NAME, "dispatcherd-zyg");
+  process_title::set("dispatcherd: zygote");
   log::set_process_name("zygote");
   ::dup2(sock, 3);
   close_from(4);
@@ -154,7 +161,8 @@ bool send_packet(int sock, const Packet& p, const int* fds = nullptr, int nfds =
       }
       int pidfd = pidfd_open(pid);
       int fds_out[3] = {to_worker[1], from_worker[0], pidfd};
-      send_packet(sock, Packet{Packet::kStarted, req.worker_id, pid, 0}, fds_out, pidfd >= 0 ? 3 : 2);
+      send_packet(sock, Packet{Packet::kStarted, req.worker_id, pid, 0}, fds_out,
+                  pidfd >= 0 ? 3 : 2);
       ::close(to_worker[1]);
       ::close(from_worker[0]);
       if (pidfd >= 0) ::close(pidfd);
@@ -164,7 +172,9 @@ bool send_packet(int sock, const Packet& p, const int* fds = nullptr, int nfds =
 
 }  // namespace
 
-Zygote::Zygote(WorkerEntry entry) : entry_(std::move(entry)) { spawn_zygote(); }
+Zygote::Zygote(WorkerEntry entry) : entry_(std::move(entry)) {
+  spawn_zygote();
+}
 
 Zygote::~Zygote() {
   if (loop_ && sock_.valid()) loop_->unwatch(sock_.get());

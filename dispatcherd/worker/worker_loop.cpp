@@ -3,9 +3,11 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <map>
@@ -15,6 +17,7 @@
 
 #include "dispatcherd/log.h"
 #include "dispatcherd/pool/ipc.h"
+#include "dispatcherd/pool/process_title.h"
 #include "dispatcherd/task.h"
 #include "dispatcherd/worker/builtin_tasks.h"
 #include "dispatcherd/worker/command_task.h"
@@ -345,6 +348,20 @@ class Loop {
     }
   }
 
+  // ps shows "dispatcherd: worker 3 running demo.hello (uuid=...)" while a task runs and
+  // "dispatcherd: worker 3 idle" otherwise. A stack buffer: no allocation per task.
+  void show_title(std::string_view name, std::string_view uuid) {
+    char buf[256];
+    int n = name.empty()
+                ? std::snprintf(buf, sizeof buf, "dispatcherd: worker %d idle", s_.worker_id)
+                : std::snprintf(buf, sizeof buf, "dispatcherd: worker %d running %.*s (uuid=%.*s)",
+                                s_.worker_id, static_cast<int>(name.size()), name.data(),
+                                static_cast<int>(uuid.size()), uuid.data());
+    if (n > 0)
+      process_title::set(
+          std::string_view(buf, std::min(static_cast<std::size_t>(n), sizeof buf - 1)));
+  }
+
   void run_task(const Frame& frame) {
     ipc::DonePayload done;
     done.time_started = now_epoch();
@@ -370,6 +387,7 @@ class Loop {
     }
     const std::string name = task_name(message);
     if (target) {
+      show_title(name, uuid);
       LOG_DEBUG("Worker " << s_.worker_id << " running task " << name << " (uuid=" << uuid << ")");
       call_hook("before_task", [&](const WorkerHooks& h) {
         if (h.before_task) h.before_task(message);
@@ -392,6 +410,7 @@ class Loop {
       });
     }
     end_task();
+    if (target) show_title({}, {});
     if (exit_code_ == 0) return;  // main is gone: nobody to tell
     done.status = out.status;
     done.is_stopping = stop_pending_ || exit_code_ >= 0;

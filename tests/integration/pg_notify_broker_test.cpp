@@ -301,6 +301,7 @@ TEST(PgNotifyBroker, Spec3_1_6_LateSelfCheckRecyclesTheConnection) {
   EXPECT_NE(f.broker->backend_pid(), first_pid);
   auto st = f.broker->status();
   EXPECT_EQ(st["broker_self_check"]["success_count"], 0);
+  EXPECT_GE(st["broker_self_check"]["failure_count"].get<int>(), 1);
   EXPECT_NE(st["connection"]["last_error"].get<std::string>().find(
                 "self check failed, message received after"),
             std::string::npos);
@@ -365,6 +366,7 @@ TEST(PgNotifyBroker, Spec3_1_4_BurstDrainedWithBudgetWhileTimersFireAndSelfCheck
   EXPECT_EQ(st["recycle_count"], 0) << st.dump();
   EXPECT_GT(last - first, 0.5) << "the drain was too fast to overlap a self-check period";
   EXPECT_GE(st["broker_self_check"]["success_count"].get<int>(), 1);
+  EXPECT_EQ(st["broker_self_check"]["failure_count"], 0);
   EXPECT_EQ(st["produced_count"].get<std::size_t>(), f.got.size());
   // The budget really was hit: the drain stopped and resumed on later turns.
   EXPECT_GT(st["connection"]["notify_drain_deferrals"].get<int>(), 0);

@@ -382,6 +382,7 @@ TEST(Config, Design7_ExtensionsDefaults) {
   EXPECT_EQ(x.socket_mode, 0600u);
   EXPECT_FALSE(x.pg_notify_control_commands);
   EXPECT_EQ(x.log_format, "text");
+  EXPECT_FALSE(x.log_level);
   EXPECT_EQ(x.max_queued_tasks, 1000000u);
 }
 
@@ -418,6 +419,7 @@ TEST(Config, Design7_ExtensionsEveryKey) {
   EXPECT_EQ(x.socket_mode, 0660u);
   EXPECT_EQ(x.pg_notify_control_commands, (std::vector<std::string>{"alive", "running"}));
   EXPECT_EQ(x.log_format, "json");
+  EXPECT_EQ(x.log_level, "DEBUG");
   EXPECT_TRUE(x.schedule_advisory_lock);
 }
 

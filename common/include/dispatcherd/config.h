@@ -50,7 +50,7 @@ struct PgNotifyConfig {
   std::string conninfo;
   std::vector<std::string> channels;
   std::optional<std::string> default_publish_channel;
-  std::optional<double> max_connection_idle_seconds = 30.0;       ///< null disables self-checks
+  std::optional<double> max_connection_idle_seconds = 30.0;        ///< null disables self-checks
   std::optional<double> max_self_check_message_age_seconds = 2.0;  ///< null when idle is null
 };
 
@@ -63,8 +63,8 @@ struct SocketConfig {
 /// One entry of producers.ScheduledProducer.task_schedule.
 struct ScheduledTask {
   std::string task;
-  double schedule = 0;       ///< seconds between emissions (> 0)
-  nlohmann::json extra;      ///< other message keys (object), `schedule` removed
+  double schedule = 0;   ///< seconds between emissions (> 0)
+  nlohmann::json extra;  ///< other message keys (object), `schedule` removed
 };
 
 /// One entry of producers.OnStartProducer.task_list.
@@ -96,27 +96,27 @@ struct WorkerConfig {
 
 /// extensions.tasks.<name>: a task that runs a program (DESIGN §2 "command tasks").
 struct CommandTaskConfig {
-  std::vector<std::string> command;           ///< argv template with {kwarg} placeholders
+  std::vector<std::string> command;  ///< argv template with {kwarg} placeholders
   std::optional<std::string> cwd;
-  std::map<std::string, std::string> env;     ///< added to the inherited environment
+  std::map<std::string, std::string> env;       ///< added to the inherited environment
   std::map<std::string, std::string> patterns;  ///< placeholder → ECMAScript regex to match
-  std::size_t output_tail_bytes = 4096;        ///< last bytes of stdout+stderr kept for the log
+  std::size_t output_tail_bytes = 4096;         ///< last bytes of stdout+stderr kept for the log
 };
 
 /// extensions: everything upstream lacks. Every bound has a default.
 struct ExtensionsConfig {
-  std::vector<std::string> task_libraries;            ///< .so files dlopen'ed before workers
-  std::map<std::string, CommandTaskConfig> tasks;     ///< command tasks by task name
-  double cancel_grace_seconds = 5.0;    ///< after cancel/timeout, SIGKILL a task still running
+  std::vector<std::string> task_libraries;         ///< .so files dlopen'ed before workers
+  std::map<std::string, CommandTaskConfig> tasks;  ///< command tasks by task name
+  double cancel_grace_seconds = 5.0;       ///< after cancel/timeout, SIGKILL a task still running
   double shutdown_timeout_seconds = 10.0;  ///< running tasks get this long at shutdown
   std::size_t max_queued_tasks = 1000000;  ///< queue bound; overflow is dropped and counted
   std::size_t max_delayed_tasks = 100000;
   std::size_t max_blocked_tasks = 100000;
-  std::size_t max_message_bytes = 16u << 20;        ///< a larger (assembled) message is refused
-  std::size_t max_partial_messages = 1000;          ///< chunked messages being assembled
-  std::size_t max_partial_bytes = 64u << 20;        ///< bytes held in partial messages
-  std::size_t max_tasks_per_worker = 0;             ///< recycle a worker after N tasks (0 = never)
-  std::size_t max_worker_rss_mb = 0;                ///< recycle a worker above this RSS (0 = never)
+  std::size_t max_message_bytes = 16u << 20;  ///< a larger (assembled) message is refused
+  std::size_t max_partial_messages = 1000;    ///< chunked messages being assembled
+  std::size_t max_partial_bytes = 64u << 20;  ///< bytes held in partial messages
+  std::size_t max_tasks_per_worker = 0;       ///< recycle a worker after N tasks (0 = never)
+  std::size_t max_worker_rss_mb = 0;          ///< recycle a worker above this RSS (0 = never)
   std::size_t max_socket_clients = 64;
   std::size_t max_socket_line_bytes = 1u << 20;
   unsigned socket_mode = 0600;
@@ -124,6 +124,9 @@ struct ExtensionsConfig {
   /// channels can send them, so operators may restrict this, e.g. to [alive, running]).
   std::optional<std::vector<std::string>> pg_notify_control_commands;
   std::string log_format = "text";  ///< "text" or "json"
+  /// DEBUG/INFO/WARNING/ERROR/CRITICAL (stored upper-case); applied at start unless
+  /// --log-level is given, and again on SIGHUP. nullopt: INFO, and SIGHUP leaves it alone.
+  std::optional<std::string> log_level;
   bool schedule_advisory_lock = false;  ///< scheduled tasks run on one node of many
 };
 
