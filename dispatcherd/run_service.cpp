@@ -6,16 +6,20 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "dispatcherd/config.h"
 #include "dispatcherd/log.h"
 #include "dispatcherd/loop/event_loop.h"
+#include "dispatcherd/pool/process_title.h"
 #include "dispatcherd/pool/zygote.h"
 #include "dispatcherd/service.h"
 #include "dispatcherd/systemd_notify.h"
 #include "dispatcherd/task.h"
+#include "dispatcherd/task_libraries.h"
 #include "dispatcherd/worker/worker_loop.h"
 
 #ifndef DISPATCHERD_VERSION
@@ -56,21 +60,37 @@ std::optional<int> parse_args(int argc, char** argv, Options& opt) {
   return std::nullopt;
 }
 
+// True when the user named a config file (flag or environment), as opposed to the default.
+bool config_named(const std::string& cli_path) {
+  const char* env = std::getenv("DISPATCHERD_CONFIG_FILE");
+  return !cli_path.empty() || (env != nullptr && *env != '\0');
+}
+
+void print_task_names() {
+  for (const auto& name : registered_task_names()) std::printf("%s\n", name.c_str());
+}
+
 }  // namespace
 
 int run_service(int argc, char** argv) {
   Options opt;
   if (auto rc = parse_args(argc, argv, opt)) return *rc;
+  // Before anything forks: workers inherit the claimed area and show their task in ps.
+  process_title::init(argc, argv);
   if (opt.version) {
     std::printf("dispatcherd %s\n", DISPATCHERD_VERSION);
     return 0;
   }
-  if (opt.list_tasks) {
-    for (const auto& name : registered_task_names()) std::printf("%s\n", name.c_str());
-    return 0;
-  }
+  // --list-tasks and --check-config print their answer on stdout; keep log lines off it.
+  if (opt.list_tasks || opt.check_config) log::set_fd(2);
 
   std::string path = resolve_config_path(opt.config_path);
+  // --list-tasks needs a config only for its task libraries: without one (none named and no
+  // dispatcher.yml here) it lists what this binary registered itself.
+  if (opt.list_tasks && !config_named(opt.config_path) && !std::filesystem::exists(path)) {
+    print_task_names();
+    return 0;
+  }
   auto loaded = load_config(path);
   if (!loaded) {
     std::fprintf(stderr, "%s\n", loaded.error().message.c_str());
@@ -82,17 +102,33 @@ int run_service(int argc, char** argv) {
       conninfo && *conninfo && config.pg_notify.enabled)
     config.pg_notify.conninfo = conninfo;
   for (const auto& w : config.warnings) std::fprintf(stderr, "%s\n", w.c_str());
+
+  std::string format = opt.log_format.empty() ? config.extensions.log_format : opt.log_format;
+  log::set_format(format == "json" ? log::Format::Json : log::Format::Text);
+  if (!opt.log_level.empty()) log::set_level(*log::parse_level(opt.log_level));
+
+  // Task libraries load while this process is still single-threaded and before the zygote
+  // forks, so every worker inherits their tasks. They stay loaded until the process exits.
+  auto libraries = load_task_libraries(config.extensions.task_libraries, config.path);
+  if (!libraries) {
+    std::fprintf(stderr, "dispatcherd: %s\n", libraries.error().message.c_str());
+    return 1;
+  }
+  if (opt.list_tasks) {
+    print_task_names();
+    return 0;
+  }
   if (opt.check_config) {
     std::printf("%s: OK\n", config.path.c_str());
     return 0;
   }
 
-  std::string format = opt.log_format.empty() ? config.extensions.log_format : opt.log_format;
-  log::set_format(format == "json" ? log::Format::Json : log::Format::Text);
-  if (!opt.log_level.empty()) log::set_level(*log::parse_level(opt.log_level));
   ::signal(SIGPIPE, SIG_IGN);
   LOG_INFO("Using config from file " << config.path);
+  for (const auto& lib : *libraries) LOG_INFO("Loaded task library " << lib.path);
 
+  // SIGHUP and set_log_level change the level in main; workers must follow.
+  log::share_level_with_children();
   // Block the signals the loop reads before anything forks, then fork the zygote while main
   // is still small: workers are forked from it, never from main.
   EventLoop loop;
@@ -142,9 +178,21 @@ int run_service(int argc, char** argv) {
       return;
     }
     sd_notify("RELOADING=1");
+    if (fresh->extensions.log_level) {
+      // Logged under whichever of the two levels is more verbose, so the change is seen.
+      const log::Level old_level = log::level(),
+                       new_level = *log::parse_level(*fresh->extensions.log_level);
+      auto note = [&] {
+        LOG_INFO("SIGHUP: log level " << log::level_name(old_level) << " -> "
+                                      << log::level_name(new_level));
+      };
+      if (new_level > old_level) note();
+      log::set_level(new_level);
+      if (new_level <= old_level) note();
+    }
     service.reload(*fresh);
     sd_notify("READY=1");
-    LOG_INFO("SIGHUP: reloaded pool sizes from " << config.path);
+    LOG_INFO("SIGHUP: reloaded log level and pool sizes from " << config.path);
   });
   loop.every_turn([] { log::flush_pending(); });
 

@@ -9,6 +9,14 @@
 // The `task` string of a message is the registry key. Nothing received over the wire is ever
 // evaluated: a name that is not registered is an unknown task (an error, counted).
 // Tasks run inside worker processes, one at a time per worker.
+//
+// Two ways to ship tasks (README "Writing tasks"):
+//  * library mode: an application links dispatcherd::dispatcherd, registers its tasks with
+//    DISPATCHERD_TASK and calls dispatcherd::run_service(argc, argv) from main();
+//  * task library: a shared object linked against dispatcherd::headers only, with one
+//    DISPATCHERD_TASK_LIBRARY() line, named in the config's extensions.task_libraries and
+//    loaded by the stock `dispatcherd` binary before any worker exists.
+// This header is the whole public API: it includes only the standard library and nlohmann/json.
 
 #include <exception>
 #include <functional>
@@ -20,6 +28,8 @@
 namespace dispatcherd {
 
 /// ABI version of the registry; task libraries built against another version are refused.
+/// Bump it whenever a change here (TaskContext's layout, TaskFn, register_task) would break a
+/// library built against the old header.
 constexpr int kTaskAbiVersion = 1;
 
 /// Thrown by TaskContext::check_cancelled(); reported as a cancel, not a failure.
@@ -109,7 +119,16 @@ int run_service(int argc, char** argv);
 #define DISPATCHERD_CONCAT_INNER(a, b) a##b
 #define DISPATCHERD_CONCAT(a, b) DISPATCHERD_CONCAT_INNER(a, b)
 /// Registers `fn` as the task `name` at static-init time.
-#define DISPATCHERD_TASK(name, fn)                                                       \
-  [[maybe_unused]] static const bool DISPATCHERD_CONCAT(dispatcherd_task_registered_, \
-                                                        __LINE__) =                      \
+#define DISPATCHERD_TASK(name, fn)                                                                \
+  [[maybe_unused]] static const bool DISPATCHERD_CONCAT(dispatcherd_task_registered_, __LINE__) = \
       ::dispatcherd::register_task(name, fn)
+
+/// The name of the symbol DISPATCHERD_TASK_LIBRARY() defines; the loader looks it up with dlsym.
+#define DISPATCHERD_TASK_ABI_SYMBOL "dispatcherd_task_abi_version"
+/// Marks a shared object as a dispatcherd task library: use it exactly once per library, at
+/// namespace scope. It exports the ABI version the library was compiled against; the loader
+/// refuses a library without it or with another version. Default visibility keeps the symbol
+/// exported when the library is built with -fvisibility=hidden.
+#define DISPATCHERD_TASK_LIBRARY()                                                           \
+  extern "C" __attribute__((visibility("default"))) const int dispatcherd_task_abi_version = \
+      ::dispatcherd::kTaskAbiVersion
