@@ -92,27 +92,6 @@ Status PgClient::notify(std::string_view channel, std::string_view payload) {
   return Ok{};
 }
 
-Status PgClient::notify_many(std::string_view channel, const std::vector<std::string>& payloads) {
-  // A text[] literal: every element double-quoted with '"' and '\' backslash-escaped, which
-  // is all the array parser needs whatever the payload holds.
-  std::string array = "{";
-  for (std::size_t i = 0; i < payloads.size(); ++i) {
-    array += i ? ",\"" : "\"";
-    for (char c : payloads[i]) {
-      if (c == '"' || c == '\\') array += '\\';
-      array += c;
-    }
-    array += '"';
-  }
-  array += '}';
-  const std::string ch(channel);
-  if (auto s = exec_params("SELECT pg_notify($1, x) FROM unnest($2::text[]) x",
-                           {ch.c_str(), array.c_str()});
-      !s.ok())
-    return Error{"pg_notify to " + ch + " failed: " + s.error().message};
-  return Ok{};
-}
-
 bool PgClient::drain(const NotifyHandler& handler) {
   while (PGnotify* n = PQnotifies(conn_.get())) {
     const bool stop = handler(n->relname, n->extra ? n->extra : "");

@@ -34,11 +34,6 @@ class PgClient {
   dispatcherd::Status unlisten_all();
   /// SELECT pg_notify($1, $2): one statement, so its own transaction.
   dispatcherd::Status notify(std::string_view channel, std::string_view payload);
-  /// SELECT pg_notify($1, x) FROM unnest($2::text[]) x: all payloads in one statement and
-  /// one transaction. Postgres delivers identical payloads of one transaction once, so the
-  /// caller must only batch distinct payloads.
-  dispatcherd::Status notify_many(std::string_view channel,
-                                  const std::vector<std::string>& payloads);
 
   /// Called per notification with (channel, payload); return true to stop waiting.
   using NotifyHandler = std::function<bool(std::string_view, std::string_view)>;

@@ -1,10 +1,9 @@
 // The pure parts of a dispatcherctl round trip (upstream-spec §4.1-§4.2, §3.1.3, §11.1):
 // broker and channel choice, the request text, reply collection with chunk reassembly, the
-// printed output, and the task messages and statements of `submit`.
+// printed output, and the task messages of `submit`.
 
 #include <gtest/gtest.h>
 
-#include <set>
 #include <string>
 #include <vector>
 
@@ -135,22 +134,27 @@ TEST(CtlOutput, YamlWithBlankLineOrJson) {
             "[{\"a\": \"\\u00e9\", \"b\": 1}]\n");
 }
 
+// The body of message i as the Publisher would send it, with time_pub and a uuid fixed.
+json body(const SubmitOptions& o, int i, double time_pub = 1) {
+  dispatcherd::TaskMessage m = task_message(o, i);
+  auto text = dispatcherd::encode_task_message(m, time_pub, m.uuid.empty() ? "generated" : m.uuid);
+  EXPECT_TRUE(text.ok()) << text.error().message;
+  return text.ok() ? json::parse(*text) : json();
+}
+
 TEST(CtlSubmit, MessageBodies) {
   SubmitOptions o;
   o.task = "t";
-  auto one = build_task_messages(o, 12.5);
-  ASSERT_EQ(one.size(), 1u);
-  json m = json::parse(one[0]);
-  EXPECT_EQ(m["task"], "t");
-  EXPECT_EQ(m["time_pub"], 12.5);
-  EXPECT_EQ(m["uuid"].get<std::string>().size(), 36u);
-  EXPECT_EQ(m.size(), 3u);  // no args/kwargs/timeout/delay/on_duplicate
-  EXPECT_EQ(one[0].rfind(R"({"task": "t", "time_pub": 12.5, "uuid": ")", 0), 0u);
+  dispatcherd::TaskMessage m = task_message(o, 0);
+  EXPECT_EQ(m.uuid, "");  // the Publisher makes a fresh uuid4
+  auto text = dispatcherd::encode_task_message(m, 12.5, "u");
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(*text, R"({"task": "t", "time_pub": 12.5, "uuid": "u"})");
 
   o.args = json::array();  // empty: left out like upstream
   o.kwargs = json::object();
   o.timeout = 0;
-  EXPECT_EQ(json::parse(build_task_messages(o, 1)[0]).size(), 3u);
+  EXPECT_EQ(body(o, 0).size(), 3u);
 
   o.args = {1, 2};
   o.kwargs = {{"k", "v"}};
@@ -158,15 +162,16 @@ TEST(CtlSubmit, MessageBodies) {
   o.delay = 0.5;
   o.on_duplicate = "discard";
   o.uuid = "fixed";
-  m = json::parse(build_task_messages(o, 1)[0]);
-  EXPECT_EQ(m, (json{{"task", "t"},
-                     {"time_pub", 1.0},
-                     {"uuid", "fixed"},
-                     {"args", {1, 2}},
-                     {"kwargs", {{"k", "v"}}},
-                     {"timeout", 5.0},
-                     {"delay", 0.5},
-                     {"on_duplicate", "discard"}}));
+  o.queue = "q";
+  EXPECT_EQ(task_message(o, 0).queue, "q");
+  EXPECT_EQ(body(o, 0), (json{{"task", "t"},
+                              {"time_pub", 1.0},
+                              {"uuid", "fixed"},
+                              {"args", {1, 2}},
+                              {"kwargs", {{"k", "v"}}},
+                              {"timeout", 5.0},
+                              {"delay", 0.5},
+                              {"on_duplicate", "discard"}}));
 }
 
 TEST(CtlSubmit, CountGivesDistinctUuids) {
@@ -174,40 +179,18 @@ TEST(CtlSubmit, CountGivesDistinctUuids) {
   o.task = "t";
   o.count = 3;
   o.uuid = "base";
-  auto msgs = build_task_messages(o, 1);
-  ASSERT_EQ(msgs.size(), 3u);
-  for (int i = 0; i < 3; ++i)
-    EXPECT_EQ(json::parse(msgs[static_cast<std::size_t>(i)])["uuid"], "base-" + std::to_string(i));
-  o.uuid.clear();
-  o.count = 50;
-  std::set<std::string> uuids;
-  for (const auto& s : build_task_messages(o, 1))
-    uuids.insert(json::parse(s)["uuid"].get<std::string>());
-  EXPECT_EQ(uuids.size(), 50u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(task_message(o, i).uuid, "base-" + std::to_string(i));
+  o.count = 1;
+  EXPECT_EQ(task_message(o, 0).uuid, "base");
 }
 
-TEST(CtlSubmit, StatementsBatchSmallAndChunkLarge) {
-  std::vector<std::string> msgs;
-  for (int i = 0; i < 250; ++i) msgs.push_back("{\"i\": " + std::to_string(i) + "}");
-  msgs.insert(msgs.begin() + 120, "{\"big\": \"" + std::string(20000, 'y') + "\"}");
-  auto plan = plan_statements(msgs, dispatcherd::kPgNotifyMaxBytes, 100);
-  ASSERT_TRUE(plan.ok());
-  // 100 batched, 20 batched, 3 single chunks, 100 batched, 30 batched.
-  std::vector<std::size_t> sizes;
-  std::size_t singles = 0, total = 0;
-  for (const auto& st : *plan) {
-    for (const auto& p : st.payloads) EXPECT_LE(p.size(), dispatcherd::kPgNotifyMaxBytes);
-    if (st.batched) {
-      sizes.push_back(st.payloads.size());
-      total += st.payloads.size();
-    } else {
-      EXPECT_EQ(st.payloads.size(), 1u);
-      ++singles;
-    }
+TEST(CtlSubmit, OnDuplicateNamesRoundTrip) {
+  for (const char* name : {"parallel", "discard", "serial", "queue_one"}) {
+    auto d = dispatcherd::parse_on_duplicate(name);
+    ASSERT_TRUE(d.has_value()) << name;
+    EXPECT_EQ(dispatcherd::on_duplicate_name(*d), name);
   }
-  EXPECT_EQ(sizes, (std::vector<std::size_t>{100, 20, 100, 30}));
-  EXPECT_EQ(total, 250u);
-  EXPECT_EQ(singles, 3u);
+  EXPECT_FALSE(dispatcherd::parse_on_duplicate("queue-one").has_value());
 }
 
 }  // namespace

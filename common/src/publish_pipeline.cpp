@@ -1,0 +1,207 @@
+#include "publish_pipeline.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "dispatcherd/log.h"
+
+namespace dispatcherd::publish_detail {
+
+namespace {
+
+// Server notices (e.g. a WARNING from a trigger) go to our log, not raw to stderr.
+void on_notice(void*, const char* message) {
+  LOG_INFO("postgres: " << one_line(message));
+}
+
+// Releases a PGresult on every path.
+struct ResultGuard {
+  explicit ResultGuard(PGresult* result) : r(result) {}
+  PGresult* r;
+  ResultGuard(const ResultGuard&) = delete;
+  ResultGuard& operator=(const ResultGuard&) = delete;
+  ~ResultGuard() { PQclear(r); }
+};
+
+// Puts the connection in (and back out of) pipeline and non-blocking mode. Leaving pipeline
+// mode only works with no results pending, i.e. after every Sync was read; on a failed run
+// the connection is dropped anyway (the Publisher reconnects).
+class PipelineMode {
+ public:
+  explicit PipelineMode(PGconn* c) : c_(c) {
+    ok_ = PQsetnonblocking(c_, 1) == 0 && PQenterPipelineMode(c_) == 1;
+  }
+  PipelineMode(const PipelineMode&) = delete;
+  PipelineMode& operator=(const PipelineMode&) = delete;
+  ~PipelineMode() {
+    if (PQpipelineStatus(c_) != PQ_PIPELINE_OFF) PQexitPipelineMode(c_);
+    PQsetnonblocking(c_, 0);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  PGconn* c_;
+  bool ok_ = false;
+};
+
+}  // namespace
+
+std::string one_line(const char* message) {
+  std::string out;
+  std::string_view m = message ? message : "";
+  while (!m.empty()) {
+    auto nl = m.find('\n');
+    std::string_view line = m.substr(0, nl);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.remove_suffix(1);
+    if (!line.empty()) out += (out.empty() ? "" : "; ") + std::string(line);
+    if (nl == std::string_view::npos) break;
+    m.remove_prefix(nl + 1);
+  }
+  return out.empty() ? "unknown error" : out;
+}
+
+void PgConn::Finish::operator()(pg_conn* c) const {
+  PQfinish(c);
+}
+
+Result<PgConn> PgConn::open(const std::string& conninfo, int connect_timeout_seconds) {
+  // Keywords before the expanded dbname are defaults the conninfo may override; keywords
+  // after it override the conninfo (libpq's documented order). UTF8 is forced because the
+  // payloads are UTF-8 JSON and NOTIFY's 7999-byte limit counts server-encoding bytes.
+  const std::string timeout = std::to_string(connect_timeout_seconds);
+  const char* keys[] = {"connect_timeout", "dbname", "client_encoding", nullptr};
+  const char* values[] = {timeout.c_str(), conninfo.c_str(), "UTF8", nullptr};
+  PgConn out;
+  out.conn_.reset(PQconnectdbParams(keys, values, /*expand_dbname=*/1));
+  if (!out.conn_) return Error{"cannot connect to Postgres: out of memory"};
+  if (PQstatus(out.get()) != CONNECTION_OK)
+    return Error{"cannot connect to Postgres: " + out.last_error()};
+  PQsetNoticeProcessor(out.get(), on_notice, nullptr);
+  return out;
+}
+
+bool PgConn::healthy() const {
+  return conn_ && PQstatus(conn_.get()) == CONNECTION_OK;
+}
+
+std::string PgConn::last_error() const {
+  return one_line(conn_ ? PQerrorMessage(conn_.get()) : "no connection");
+}
+
+PipelineOutcome run_pipeline(PgConn& conn, const std::vector<Segment>& segments,
+                             double io_timeout_seconds, std::size_t max_in_flight) {
+  PipelineOutcome out;
+  std::vector<std::string>& errors = out.errors;
+  errors.resize(segments.size());
+  PGconn* c = conn.get();
+  std::size_t rx_seg = 0;  // first segment whose Sync has not been read
+  auto fail_rest = [&](const std::string& why) {
+    for (std::size_t i = rx_seg; i < segments.size(); ++i)
+      if (errors[i].empty()) errors[i] = why;
+    out.broken = true;
+    return out;
+  };
+  if (!conn.healthy()) return fail_rest("connection lost: " + conn.last_error());
+  PipelineMode mode(c);
+  if (!mode.ok()) return fail_rest("cannot enter pipeline mode: " + conn.last_error());
+
+  // Send side: the next statement is segments[tx_seg][tx_idx], or its Sync when tx_idx is
+  // the segment's size. Receive side: the same for the next result expected.
+  std::size_t tx_seg = 0, tx_idx = 0, rx_idx = 0, in_flight = 0;
+  bool expect_null = false;      // a statement's result is followed by one NULL
+  bool flush_requested = false;  // asked the server to flush since we last sent
+  const auto timeout = std::chrono::duration<double>(io_timeout_seconds);
+  auto last_progress = std::chrono::steady_clock::now();
+  static const char kSql[] = "SELECT pg_notify($1, $2)";
+
+  while (rx_seg < segments.size()) {
+    // Queue statements into libpq's buffer while few are unanswered.
+    while (tx_seg < segments.size() && in_flight < max_in_flight) {
+      const Segment& seg = segments[tx_seg];
+      int sent;
+      if (tx_idx < seg.size()) {
+        // libpq wants NUL-terminated values; the views point into std::strings (publish.cpp)
+        // whose data() is terminated right after the view.
+        const char* values[2] = {seg[tx_idx].channel.data(), seg[tx_idx].payload.data()};
+        sent = PQsendQueryParams(c, kSql, 2, nullptr, values, nullptr, nullptr, 0);
+        ++tx_idx;
+      } else {
+        sent = PQpipelineSync(c);
+        ++tx_seg;
+        tx_idx = 0;
+      }
+      if (sent != 1) return fail_rest("sending to Postgres failed: " + conn.last_error());
+      ++in_flight;
+      flush_requested = false;
+    }
+    // At the cap the server may sit on a partly filled output buffer until it sees a Sync,
+    // and we would wait for those results forever: ask it to flush what it has.
+    if (tx_seg < segments.size() && !flush_requested) {
+      if (PQsendFlushRequest(c) != 1)
+        return fail_rest("sending to Postgres failed: " + conn.last_error());
+      flush_requested = true;
+    }
+    const int pending = PQflush(c);  // 0: all sent, 1: more to send, -1: error
+    if (pending < 0) return fail_rest("connection lost while sending: " + conn.last_error());
+
+    // Hand over every result libpq already holds.
+    bool progressed = false;
+    while (!PQisBusy(c)) {
+      PGresult* r = PQgetResult(c);
+      if (r == nullptr) {
+        if (!expect_null) break;  // nothing more is complete yet
+        expect_null = false;
+        continue;
+      }
+      ResultGuard guard{r};
+      progressed = true;
+      const ExecStatusType st = PQresultStatus(r);
+      const Segment& seg = segments[rx_seg];
+      if (rx_idx < seg.size()) {
+        // A failed statement aborts the rest of its segment (PGRES_PIPELINE_ABORTED, which
+        // keeps the first error as the segment's).
+        if (st != PGRES_TUPLES_OK && errors[rx_seg].empty())
+          errors[rx_seg] = st == PGRES_PIPELINE_ABORTED ? "aborted by an earlier error"
+                                                        : one_line(PQresultErrorMessage(r));
+        ++rx_idx;
+        expect_null = true;
+      } else if (st == PGRES_PIPELINE_SYNC) {
+        ++rx_seg;
+        rx_idx = 0;
+      } else {
+        return fail_rest("unexpected pipeline result " + std::string(PQresStatus(st)) + ": " +
+                         one_line(PQresultErrorMessage(r)));
+      }
+      --in_flight;
+    }
+    if (rx_seg >= segments.size()) break;  // every Sync read: nothing is pending
+    if (progressed) {
+      last_progress = std::chrono::steady_clock::now();
+      continue;  // room to send more, or more results may be buffered
+    }
+
+    int wait_ms = -1;
+    if (io_timeout_seconds > 0) {
+      const auto left = timeout - (std::chrono::steady_clock::now() - last_progress);
+      if (left <= std::chrono::steady_clock::duration::zero())
+        return fail_rest("no answer from Postgres for " + std::to_string(io_timeout_seconds) +
+                         " s");
+      wait_ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    }
+    pollfd pfd{PQsocket(c), static_cast<short>(POLLIN | (pending == 1 ? POLLOUT : 0)), 0};
+    const int n = ::poll(&pfd, 1, wait_ms);
+    if (n < 0 && errno != EINTR) return fail_rest(std::string("poll: ") + std::strerror(errno));
+    if (n > 0 && (pfd.revents & (POLLIN | POLLERR | POLLHUP))) {
+      if (PQconsumeInput(c) == 0) return fail_rest("connection lost: " + conn.last_error());
+      last_progress = std::chrono::steady_clock::now();
+    }
+  }
+  return out;
+}
+
+}  // namespace dispatcherd::publish_detail
