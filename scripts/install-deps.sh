@@ -10,6 +10,7 @@ packages=(
   postgresql-15 postgresql-client-15
   clang libclang-rt-14-dev clang-format
   curl procps
+  python3-psycopg python3-yaml python3-prometheus-client  # make interop: upstream's Python
 )
 
 missing=()

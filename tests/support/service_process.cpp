@@ -83,12 +83,16 @@ bool ServiceProcess::start() {
   std::string cfg = dir_ + "/dispatcher.yml";
   std::ofstream(cfg) << config_;
   std::string logpath = dir_ + "/service.log";
-  std::string bin_path = test_path("DISPATCHERD_BIN");
+  std::vector<std::string> argv = command_;
+  if (argv.empty()) argv.push_back(test_path("DISPATCHERD_BIN"));
+  std::string bin_path = argv[0];
   const char* bin = bin_path.c_str();
   if (bin_path.empty()) {
     ADD_FAILURE() << "DISPATCHERD_BIN is not set";
     return false;
   }
+  for (const char* a : {"--config", cfg.c_str(), "--log-level", "DEBUG"}) argv.emplace_back(a);
+  argv.insert(argv.end(), args_.begin(), args_.end());
   pid_ = ::fork();
   if (pid_ == 0) {
     int fd = ::open(logpath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
@@ -96,8 +100,6 @@ bool ServiceProcess::start() {
     ::dup2(fd, 2);
     ::setpgid(0, 0);
     for (auto& e : env_) ::putenv(const_cast<char*>(e.c_str()));
-    std::vector<std::string> argv = {bin, "--config", cfg, "--log-level", "DEBUG"};
-    argv.insert(argv.end(), args_.begin(), args_.end());
     std::vector<char*> cargv;
     for (auto& a : argv) cargv.push_back(a.data());
     cargv.push_back(nullptr);

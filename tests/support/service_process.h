@@ -25,6 +25,9 @@ class ServiceProcess {
   ServiceProcess(const ServiceProcess&) = delete;
   ServiceProcess& operator=(const ServiceProcess&) = delete;
 
+  /// Runs `argv_prefix` (a program and its first arguments) instead of the built dispatcherd;
+  /// "--config FILE --log-level DEBUG" and the extra args still follow. Call before start().
+  void set_command(std::vector<std::string> argv_prefix) { command_ = std::move(argv_prefix); }
   /// Starts the binary; false when it could not be executed.
   bool start();
   /// Waits until `needle` appears in the log; false after `timeout` seconds.
@@ -43,6 +46,7 @@ class ServiceProcess {
  private:
   std::string config_;
   std::vector<std::string> args_, env_;
+  std::vector<std::string> command_;  // empty: {DISPATCHERD_BIN}
   std::string dir_;
   pid_t pid_ = -1;
   bool exited_ = false;
