@@ -1,14 +1,19 @@
 # Thin wrapper around CMake. `make` builds, `make test` builds and runs every test,
-# `make run` starts the service (with a throwaway Postgres when DISPATCHERD_DSN is unset).
+# `make run` starts the service (with a throwaway Postgres when DISPATCHERD_DSN is unset),
+# `make demo` runs two nodes and publishes a mix of tasks to them.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 FUZZ_SECONDS ?= 20
+# Upstream's repository (a bare git copy) for `make interop`; DISPATCHERD_UPSTREAM_DIR, when set,
+# names an already extracted source tree instead. Upstream's code is never committed here.
+UPSTREAM_GIT ?= /work/.mirror/ansible+dispatcherd/repo
+UPSTREAM_REF ?= HEAD
 ASAN_TARGETS ?= all
 
-.PHONY: all deps configure test unit asan fuzz format bench run clean
+.PHONY: all deps configure test unit interop asan fuzz format bench run demo install clean
 
 all: configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -24,6 +29,24 @@ test: all
 
 unit: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+# Upstream's Python service, CLI and publisher against ours (tests/interop). Extracts upstream
+# into $(BUILD)/upstream unless DISPATCHERD_UPSTREAM_DIR names a tree.
+interop: configure
+	cmake --build $(BUILD) -j $(JOBS) --target dispatcherd dispatcherctl interop_tests
+	@if [ -n "$$DISPATCHERD_UPSTREAM_DIR" ]; then \
+	  echo "interop: upstream from DISPATCHERD_UPSTREAM_DIR=$$DISPATCHERD_UPSTREAM_DIR"; \
+	elif git --git-dir=$(UPSTREAM_GIT) rev-parse -q --verify $(UPSTREAM_REF) >/dev/null 2>&1; then \
+	  rm -rf $(BUILD)/upstream.tmp && mkdir -p $(BUILD)/upstream.tmp && \
+	  git --git-dir=$(UPSTREAM_GIT) archive $(UPSTREAM_REF) | tar -x -C $(BUILD)/upstream.tmp && \
+	  rm -rf $(BUILD)/upstream && mv $(BUILD)/upstream.tmp $(BUILD)/upstream && \
+	  echo "interop: upstream $$(git --git-dir=$(UPSTREAM_GIT) rev-parse --short $(UPSTREAM_REF)) in $(BUILD)/upstream"; \
+	elif [ -f $(BUILD)/upstream/dispatcherd/cli.py ]; then \
+	  echo "interop: $(UPSTREAM_GIT) not found; using the tree already in $(BUILD)/upstream"; \
+	else \
+	  echo "interop: no upstream: set DISPATCHERD_UPSTREAM_DIR or UPSTREAM_GIT" >&2; exit 1; \
+	fi
+	cd $(BUILD) && ctest --output-on-failure -L interop
 
 # Sanitizer builds warn about things plain builds do not (inlined std::function and regex code
 # at -O0 with -fsanitize); -Werror stays with the main build.
@@ -53,6 +76,16 @@ bench: all
 
 run: all
 	scripts/run-local.sh $(BUILD)
+
+# Binaries, <dispatcherd/task.h>, libdispatcherd.a and the CMake package (find_package(dispatcherd)).
+PREFIX ?= /usr/local
+install: all
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# Two nodes on the same channels, a mix of tasks, `running` and `workers` from both, then a
+# clean stop (scripts/demo.sh; same throwaway Postgres as `make run`).
+demo: all
+	scripts/demo.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
