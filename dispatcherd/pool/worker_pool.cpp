@@ -14,8 +14,9 @@
 namespace dispatcherd {
 
 namespace {
-constexpr int kMaxPendingSpawns = 8;     // forks in flight at once
-constexpr double kQuickDeathSeconds = 2;  // dying sooner than this after start counts as a crash loop
+constexpr int kMaxPendingSpawns = 8;  // forks in flight at once
+constexpr double kQuickDeathSeconds =
+    2;  // dying sooner than this after start counts as a crash loop
 constexpr std::size_t kReadChunk = 65536;
 
 // Resident set size of `pid` in kB from /proc/PID/statm, or 0 when unreadable.
@@ -34,14 +35,22 @@ std::size_t rss_kb(pid_t pid) {
 
 const char* worker_status_name(WorkerStatus s) {
   switch (s) {
-    case WorkerStatus::Initialized: return "initialized";
-    case WorkerStatus::Spawned: return "spawned";
-    case WorkerStatus::Starting: return "starting";
-    case WorkerStatus::Ready: return "ready";
-    case WorkerStatus::Stopping: return "stopping";
-    case WorkerStatus::Exited: return "exited";
-    case WorkerStatus::Retired: return "retired";
-    case WorkerStatus::Error: return "error";
+    case WorkerStatus::Initialized:
+      return "initialized";
+    case WorkerStatus::Spawned:
+      return "spawned";
+    case WorkerStatus::Starting:
+      return "starting";
+    case WorkerStatus::Ready:
+      return "ready";
+    case WorkerStatus::Stopping:
+      return "stopping";
+    case WorkerStatus::Exited:
+      return "exited";
+    case WorkerStatus::Retired:
+      return "retired";
+    case WorkerStatus::Error:
+      return "error";
   }
   return "error";
 }
@@ -56,7 +65,7 @@ struct WorkerPool::Worker {
   std::optional<QueuedTask> current;
   std::uint64_t seq = 0;
   MonoTime created_at = 0;
-  MonoTime started_at = 0;   // current task
+  MonoTime started_at = 0;  // current task
   MonoTime idle_since = 0;
   std::uint64_t finished_count = 0;
   bool active_cancel = false;
@@ -120,8 +129,8 @@ void WorkerPool::scale_up() {
   int missing = want - cap;
   if (missing <= 0) return;
   if (cap >= opt_.max_workers && !queue_.empty()) {
-    LOG_DEBUG("System at max_workers=" << opt_.max_workers
-                                       << " and queue pressure detected, capacity may be insufficient");
+    LOG_DEBUG("System at max_workers="
+              << opt_.max_workers << " and queue pressure detected, capacity may be insufficient");
   }
   MonoTime now = loop_.now();
   if (now < spawn_not_before_) {
@@ -240,8 +249,7 @@ void WorkerPool::handle_frame(Worker& w, ipc::Frame& f) {
       w.status = WorkerStatus::Exited;
       break;
     default:
-      LOG_ERROR("worker " << w.id << " sent unexpected frame type "
-                          << static_cast<int>(f.type));
+      LOG_ERROR("worker " << w.id << " sent unexpected frame type " << static_cast<int>(f.type));
   }
 }
 
@@ -275,18 +283,30 @@ void WorkerPool::finish_task(Worker& w, TaskOutcome outcome, const ipc::DonePayl
   bool was_cancel_sent = w.active_cancel;
   w.active_cancel = false;
   w.cancel_is_timeout = false;
-  ++w.finished_count;
+  // A worker that finished a task proves that workers can start and run again: forget earlier
+  // quick deaths and spawn failures, so a later transient failure backs off from 0.1 s.
+  if (w.finished_count++ == 0) quick_deaths_ = 0;
   w.idle_since = loop_.now();
   ++counters_.finished;
   switch (outcome) {
-    case TaskOutcome::Succeeded: ++counters_.succeeded; break;
-    case TaskOutcome::Failed: ++counters_.failed; break;
-    case TaskOutcome::Cancelled: ++counters_.cancelled; break;
-    case TaskOutcome::TimedOut: ++counters_.timed_out; break;
-    case TaskOutcome::WorkerDied: ++counters_.worker_died; break;
+    case TaskOutcome::Succeeded:
+      ++counters_.succeeded;
+      break;
+    case TaskOutcome::Failed:
+      ++counters_.failed;
+      break;
+    case TaskOutcome::Cancelled:
+      ++counters_.cancelled;
+      break;
+    case TaskOutcome::TimedOut:
+      ++counters_.timed_out;
+      break;
+    case TaskOutcome::WorkerDied:
+      ++counters_.worker_died;
+      break;
   }
   bool upstream_cancel = (was_cancel_sent && (outcome == TaskOutcome::Cancelled ||
-                                               outcome == TaskOutcome::TimedOut)) ||
+                                              outcome == TaskOutcome::TimedOut)) ||
                          outcome == TaskOutcome::WorkerDied;
   if (upstream_cancel)
     ++counters_.canceled;
@@ -451,8 +471,8 @@ void WorkerPool::cancel_task(Worker& w, bool timeout) {
     Worker& wk = *i->second;
     wk.kill_timer = 0;
     LOG_WARNING("task (uuid=" << wk.current->uuid << ") on worker " << id << " still running "
-                              << opt_.cancel_grace << "s after cancel; killing worker pid="
-                              << wk.pid);
+                              << opt_.cancel_grace
+                              << "s after cancel; killing worker pid=" << wk.pid);
     wk.killed_by_us = true;
     launcher_.signal(wk.pid, SIGKILL, 0);
   });
@@ -540,8 +560,6 @@ void WorkerPool::on_exited(pid_t pid, int status) {
   if (!expected && now - w.created_at < kQuickDeathSeconds && w.finished_count == 0) {
     ++quick_deaths_;
     spawn_not_before_ = now + std::min(10.0, 0.1 * (1 << std::min(quick_deaths_, 7)));
-  } else if (w.finished_count > 0) {
-    quick_deaths_ = 0;
   }
   int id = w.id;
   w.removal_timer = loop_.after(opt_.worker_removal_wait, [this, id] {
@@ -604,8 +622,8 @@ void WorkerPool::shutdown(double grace, std::function<void()> done) {
       }
       uuids += (uuids.empty() ? "" : ", ") + t.uuid;
     }
-    LOG_WARNING("Dispatcherd shut down with queued work (" << queue_.size()
-                                                           << " tasks), uuids: [" << uuids << "]");
+    LOG_WARNING("Dispatcherd shut down with queued work (" << queue_.size() << " tasks), uuids: ["
+                                                           << uuids << "]");
     queue_.clear();
   }
   for (auto& [id, w] : workers_) stop_worker(*w);

@@ -11,8 +11,8 @@
 namespace dispatcherd {
 namespace {
 
-using testing::FakeLauncher;
 using ipc::FrameType;
+using testing::FakeLauncher;
 
 PoolOptions opts(int min, int max, const std::function<void(PoolOptions&)>& tweak = {}) {
   PoolOptions o;
@@ -121,7 +121,8 @@ TEST_F(PoolTest, Design8_FullQueueDropsAndCounts) {
   make(opts(1, 1, [](PoolOptions& o) { o.max_queued = 3; }));
   pool->start();  // the worker never reports ready: everything queues
   int accepted = 0;
-  for (int i = 0; i < 5; ++i) accepted += pool->submit(task("q" + std::to_string(i))) != WorkerPool::Admission::Refused;
+  for (int i = 0; i < 5; ++i)
+    accepted += pool->submit(task("q" + std::to_string(i))) != WorkerPool::Admission::Refused;
   EXPECT_EQ(accepted, 3);
   EXPECT_EQ(pool->queued().size(), 3u);
   EXPECT_EQ(pool->counters().queue_overflow, 2u);
@@ -242,6 +243,31 @@ TEST_F(PoolTest, Design3_CrashLoopBacksOff) {
   // Without backoff this would be hundreds of attempts in half a second.
   EXPECT_LE(launcher.launches.size(), 6u);
   EXPECT_GE(pool->counters().spawn_failures, 2u);
+}
+
+TEST_F(PoolTest, Design3_AFinishedTaskResetsTheSpawnBackoff) {
+  make(opts(1, 2));
+  launcher.fail_next = 3;  // the backoff grows to 0.2, 0.4, 0.8 s
+  pool->start();
+  ASSERT_TRUE(until([&] { return launcher.launches.size() == 4; }, 10));
+  const int id = launcher.launches.back();
+  ready(id);
+  pool->submit(task("t1"));
+  auto f = next_task(id);
+  ASSERT_TRUE(f);
+  done(id, f->seq);
+  ASSERT_TRUE(until([&] {
+    return pool->workers_json(loop.now())["worker-" + std::to_string(id)]["finished_count"] == 1;
+  }));
+  // A healthy worker that keeps running: the next scale-up fails once.
+  launcher.fail_next = 1;
+  pool->submit(task("t2"));
+  pool->submit(task("t3"));
+  ASSERT_TRUE(until([&] { return launcher.launches.size() == 5; }));
+  const MonoTime failed_at = mono_now();
+  ASSERT_TRUE(until([&] { return launcher.launches.size() == 6; }, 10));
+  // One failure since a task finished: 0.2 s, not the 1.6 s the earlier failures would give.
+  EXPECT_LT(mono_now() - failed_at, 1.0);
 }
 
 TEST_F(PoolTest, Spec7_8_ShutdownStopsIdleWorkersAndReportsDone) {
