@@ -31,6 +31,7 @@ dispatcherd::Result<std::vector<json>> ask(const Invocation& inv) {
   if (!config.ok()) return config.error();
   // Python-only keys and the like matter to the service, not to a client.
   for (const std::string& w : config->warnings) LOG_DEBUG(w);
+  dispatcherd::apply_conninfo_override(*config);
   auto broker = choose_control_broker(*config);
   if (!broker.ok()) return broker.error();
   if (*broker == BrokerKind::Socket)

@@ -32,6 +32,7 @@ int run_submit(const Invocation& inv, std::ostream& err) {
   auto config = dispatcherd::load_config(path);
   if (!config.ok()) return fail(config.error().message);
   for (const std::string& w : config->warnings) LOG_DEBUG(w);
+  dispatcherd::apply_conninfo_override(*config);
   if (auto broker = choose_publish_broker(*config); !broker.ok())
     return fail(broker.error().message);
   auto channel = choose_channel(config->pg_notify, inv.submit_options.queue);

@@ -97,10 +97,7 @@ int run_service(int argc, char** argv) {
     return 1;
   }
   Config config = std::move(loaded).value();
-  // Deployments (and `make run`) point the service at a database without editing the file.
-  if (const char* conninfo = std::getenv("DISPATCHERD_PG_CONNINFO");
-      conninfo && *conninfo && config.pg_notify.enabled)
-    config.pg_notify.conninfo = conninfo;
+  apply_conninfo_override(config);
   for (const auto& w : config.warnings) std::fprintf(stderr, "%s\n", w.c_str());
 
   std::string format = opt.log_format.empty() ? config.extensions.log_format : opt.log_format;

@@ -69,10 +69,9 @@ if [[ -z "$conninfo" ]]; then
 fi
 
 # --- configs: node B is dispatcher.yml with another node_id (and socket path, if any). The
-# dispatcherctl calls use node B's file: any node's file names the same channels, and this
-# one carries DISPATCHERD_PG_CONNINFO (dispatcherd reads that variable, dispatcherctl not).
+# dispatcherctl calls use node B's file: any node's file names the same channels. Both the
+# service and dispatcherctl take DISPATCHERD_PG_CONNINFO over the file's conninfo.
 edits=(-e 's/node_id: .*/node_id: demo-server-b/' -e "s#socket_path: .*#socket_path: $work/node-b.sock#")
-[[ -n "$conninfo" ]] && edits+=(-e "s#conninfo: .*#conninfo: \"$conninfo\"#")
 sed "${edits[@]}" dispatcher.yml >"$work/node-b.yml"
 client=(--config "$work/node-b.yml")
 

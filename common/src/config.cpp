@@ -325,6 +325,13 @@ Result<Config> load_config_text(const std::string& text, const std::string& name
   return cfg;
 }
 
+bool apply_conninfo_override(Config& config) {
+  const char* conninfo = std::getenv("DISPATCHERD_PG_CONNINFO");
+  if (conninfo == nullptr || *conninfo == '\0' || !config.pg_notify.enabled) return false;
+  config.pg_notify.conninfo = conninfo;
+  return true;
+}
+
 Result<Config> load_config(const std::string& path) {
   auto read_error = [&path](int err) {
     return Error{path + ": cannot read config file: " + std::generic_category().message(err)};

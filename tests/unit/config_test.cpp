@@ -526,3 +526,25 @@ TEST(Config, Spec5_1_ResolveConfigPath) {
 
 }  // namespace
 }  // namespace dispatcherd
+
+namespace dispatcherd {
+namespace {
+
+TEST(Config, Design6_ConninfoFromTheEnvironmentOverridesTheFile) {
+  Config with_pg = load_ok(kPg);
+  Config without_pg = load_ok("version: 2\n");
+  ::unsetenv("DISPATCHERD_PG_CONNINFO");
+  EXPECT_FALSE(apply_conninfo_override(with_pg));
+  EXPECT_EQ(with_pg.pg_notify.conninfo, "dbname=x");
+  ::setenv("DISPATCHERD_PG_CONNINFO", "", 1);
+  EXPECT_FALSE(apply_conninfo_override(with_pg));
+  ::setenv("DISPATCHERD_PG_CONNINFO", "host=db port=5433", 1);
+  EXPECT_TRUE(apply_conninfo_override(with_pg));
+  EXPECT_EQ(with_pg.pg_notify.conninfo, "host=db port=5433");
+  EXPECT_FALSE(apply_conninfo_override(without_pg));  // no broker to point anywhere
+  EXPECT_FALSE(without_pg.pg_notify.enabled);
+  ::unsetenv("DISPATCHERD_PG_CONNINFO");
+}
+
+}  // namespace
+}  // namespace dispatcherd

@@ -153,6 +153,11 @@ Result<Config> load_config(const std::string& path);
 /// Same, from text; `name` stands for the file name in messages.
 Result<Config> load_config_text(const std::string& text, const std::string& name);
 
+/// Applies DISPATCHERD_PG_CONNINFO, when set and non-empty, to brokers.pg_notify.conninfo of a
+/// config that enables pg_notify, so that deployments, `make run` and `make demo` point the
+/// service and dispatcherctl at a database without editing the file. True when it applied.
+bool apply_conninfo_override(Config& config);
+
 /// Picks the config path like upstream (§5.1): DISPATCHERD_CONFIG_FILE when `cli_path` is
 /// empty (not given), else `cli_path`, else "dispatcher.yml".
 std::string resolve_config_path(const std::string& cli_path);
