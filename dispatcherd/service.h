@@ -26,10 +26,10 @@ namespace dispatcherd {
 
 /// Counters of the main process (the `main` command and the metrics).
 struct ServiceCounters {
-  std::uint64_t received = 0;      ///< upstream received_count
-  std::uint64_t control = 0;       ///< upstream control_count
-  std::uint64_t bad_messages = 0;  ///< undecodable, non-object or wrongly typed messages
-  std::uint64_t chunk_errors = 0;  ///< chunks dropped as malformed
+  std::uint64_t received = 0;         ///< upstream received_count
+  std::uint64_t control = 0;          ///< upstream control_count
+  std::uint64_t bad_messages = 0;     ///< undecodable, non-object or wrongly typed messages
+  std::uint64_t chunk_errors = 0;     ///< chunks dropped as malformed
   std::uint64_t refused_control = 0;  ///< control commands refused over pg_notify by config
 };
 
@@ -79,6 +79,8 @@ class Service : public ControlView {
   void run_control(Broker* from, const std::string& origin, const nlohmann::json& obj);
   void arm_delay_timer();
   void task_started(const QueuedTask& t, MonoTime now);
+  /// worker_id of task_finished() for a task cancelled while queued, held or delayed.
+  static constexpr int kNotStarted = -1;
   void task_finished(const QueuedTask& t, TaskOutcome outcome, const ipc::DonePayload* done,
                      int worker_id);
   std::string bind_control(std::string_view request_json);

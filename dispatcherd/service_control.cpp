@@ -23,10 +23,12 @@ nlohmann::json message_of(const QueuedTask& t) {
 
 std::vector<ListedMessage> Service::messages() const {
   std::vector<ListedMessage> out;
-  for (auto [id, t] : pool_->running()) out.emplace_back("worker-" + std::to_string(id), message_of(*t));
+  for (auto [id, t] : pool_->running())
+    out.emplace_back("worker-" + std::to_string(id), message_of(*t));
   std::size_t i = 0;
-  pool_->blocker().for_each_held(
-      [&](const QueuedTask& t) { out.emplace_back("blocked-" + std::to_string(i++), message_of(t)); });
+  pool_->blocker().for_each_held([&](const QueuedTask& t) {
+    out.emplace_back("blocked-" + std::to_string(i++), message_of(t));
+  });
   i = 0;
   for (const QueuedTask& t : pool_->queued())
     out.emplace_back("queued-" + std::to_string(i++), message_of(t));
@@ -51,19 +53,27 @@ std::vector<ListedMessage> Service::cancel(const TaskFilter& filter) {
   for (auto [id, t] : pool_->running())
     if (match(*t)) running.push_back(t->uuid);
   for (const std::string& uuid : running) pool_->cancel_running(uuid);
-  pool_->remove_held(match);
-  pool_->remove_queued(match);
-  delayer_.remove_if([&](const Delayed& d) {
-    nlohmann::json m = nlohmann::json::parse(d.message.body, nullptr, false);
-    if (!m.is_object()) return false;
-    m["uuid"] = d.message.uuid;
-    return filter.matches(m);
-  });
+  std::vector<QueuedTask> unstarted = pool_->remove_held(match);
+  for (QueuedTask& t : pool_->remove_queued(match)) unstarted.push_back(std::move(t));
+  for (Delayed& d : delayer_.remove_if([&](const Delayed& d) {
+         nlohmann::json m = nlohmann::json::parse(d.message.body, nullptr, false);
+         if (!m.is_object()) return false;
+         m["uuid"] = d.message.uuid;
+         return filter.matches(m);
+       }))
+    if (!d.is_control) unstarted.push_back(std::move(d.message));
   arm_delay_timer();
+  // Tasks removed before they started ended too: as cancelled, so that every received task
+  // shows up in exactly one outcome (counters and metrics).
+  pool_->count_cancelled_unstarted(unstarted.size());
+  for (const QueuedTask& t : unstarted)
+    task_finished(t, TaskOutcome::Cancelled, nullptr, kNotStarted);
   return matched;
 }
 
-nlohmann::json Service::workers() const { return pool_->workers_json(loop_.now()); }
+nlohmann::json Service::workers() const {
+  return pool_->workers_json(loop_.now());
+}
 
 nlohmann::json Service::producers() const {
   nlohmann::json out = nlohmann::json::object();
@@ -101,22 +111,25 @@ nlohmann::json Service::main_status() const {
             {"worker_died_count", c.worker_died}}}};
 }
 
-nlohmann::json Service::chunks() const { return chunks_.snapshot(loop_.now()); }
+nlohmann::json Service::chunks() const {
+  return chunks_.snapshot(loop_.now());
+}
 
 nlohmann::json Service::activities(int limit) const {
   // Our loop has no asyncio tasks; these entries describe its long-lived activities with
   // upstream's names where one exists (`results_task` reads worker events).
   auto entry = [limit](const std::string& text) {
-    return nlohmann::json{{"done", false},
-                          {"stack", limit == 0 ? "No stack for " + text : text}};
+    return nlohmann::json{{"done", false}, {"stack", limit == 0 ? "No stack for " + text : text}};
   };
   nlohmann::json out = nlohmann::json::object();
-  out["results_task"] = entry("worker IPC readers on the event loop: " +
-                              std::to_string(pool_->record_count()) + " workers");
+  out["results_task"] =
+      entry("worker IPC readers on the event loop: " + std::to_string(pool_->record_count()) +
+            " workers");
   out["management_task"] = entry("pool maintenance timer (scaling, retirement, removal)");
   out["worker_timeout_manager"] =
       entry("task timeout timers: " + std::to_string(pool_->busy_count()) + " running tasks");
-  out["delayed_task_runner"] = entry("delay timer: " + std::to_string(delayer_.size()) + " waiting");
+  out["delayed_task_runner"] =
+      entry("delay timer: " + std::to_string(delayer_.size()) + " waiting");
   for (auto& b : brokers_)
     out["dispatcherd.brokers." + std::string(b->name()) + "_production"] =
         entry(std::string(b->name()) + " broker, ready=" + (b->ready() ? "true" : "false"));
@@ -133,8 +146,7 @@ log::Level Service::set_log_level(log::Level level) {
 }
 
 Status Service::submit(const nlohmann::json& message) {
-  if (!control_producer_)
-    return Error{std::string(kNoControlProducerError)};
+  if (!control_producer_) return Error{std::string(kNoControlProducerError)};
   if (!message.is_object()) return Error{"run needs a task message object as control_data"};
   control_producer_->count();
   std::string body = dump_compact(message);

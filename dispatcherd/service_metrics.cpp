@@ -151,6 +151,10 @@ void Service::task_finished(const QueuedTask& t, TaskOutcome outcome, const ipc:
                                  : std::string(kOtherTask);
   tasks_finished_->with({label, outcome_name(outcome)}).inc();
   if (done) run_seconds_->get().observe(done->time_finish - done->time_started);
+  if (worker_id == kNotStarted) {
+    LOG_INFO("Task " << t.task << " (uuid=" << t.uuid << ") cancelled before it started");
+    return;
+  }
   switch (outcome) {
     case TaskOutcome::Succeeded:
       LOG_DEBUG("Worker " << worker_id << " finished task (uuid=" << t.uuid

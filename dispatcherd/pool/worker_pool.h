@@ -58,6 +58,7 @@ struct PoolCounters {
   std::uint64_t finished = 0;  ///< every ended task (upstream finished_count + canceled_count)
   std::uint64_t upstream_finished = 0;  ///< upstream's finished_count (not cancelled)
   std::uint64_t canceled = 0;           ///< upstream's canceled_count
+  /// Ours, one per ended task; `cancelled` includes tasks a cancel removed before they started.
   std::uint64_t succeeded = 0, failed = 0, cancelled = 0, timed_out = 0, worker_died = 0;
   std::uint64_t queue_overflow = 0;
   std::uint64_t retirements = 0;
@@ -72,8 +73,7 @@ class WorkerPool {
   /// What the pool tells its owner.
   struct Hooks {
     /// A task ended (after the pool's own bookkeeping); `done` is null when the worker died.
-    std::function<void(const QueuedTask&, TaskOutcome, const ipc::DonePayload* done,
-                       int worker_id)>
+    std::function<void(const QueuedTask&, TaskOutcome, const ipc::DonePayload* done, int worker_id)>
         finished;
     /// A task was handed to a worker at `now` (for the start-latency histogram).
     std::function<void(const QueuedTask&, MonoTime now)> started;
@@ -95,6 +95,9 @@ class WorkerPool {
   Admission submit(QueuedTask t);
   /// Cancels the running task with `uuid` (SIGUSR1, then SIGKILL after the grace period).
   bool cancel_running(const std::string& uuid);
+  /// Counts `n` tasks that a cancel removed before they started (queued, held or delayed)
+  /// as cancelled, so every task ends in exactly one of our outcome counters.
+  void count_cancelled_unstarted(std::size_t n) { counters_.cancelled += n; }
   /// Removes queued tasks for which `match` is true; returns them.
   std::vector<QueuedTask> remove_queued(const std::function<bool(const QueuedTask&)>& match);
   /// Removes tasks held by the Blocker for which `match` is true; returns them.

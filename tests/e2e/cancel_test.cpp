@@ -219,6 +219,11 @@ TEST_P(ControlCancel, Spec4_4_CancelRemovesQueuedTask) {
   // Cancelling something that is no longer there matches nothing.
   EXPECT_EQ(control("cancel", {{"uuid", "queued-victim"}}), json({{"node_id", "node-cancel"}}));
   EXPECT_EQ(release_and_drain("busy-q"), std::vector<std::string>{"sentinel"});
+  // Both ended as cancelled in our counter (the victim before it started); upstream's
+  // canceled_count keeps counting only the task cancelled on its worker.
+  json pool = control("main")["pool"];
+  EXPECT_EQ(pool["cancelled_count"], 2) << pool.dump();
+  EXPECT_EQ(pool["canceled_count"], 1) << pool.dump();
 }
 
 TEST_P(ControlCancel, Spec8_1_CancelRemovesBlockedTask) {
