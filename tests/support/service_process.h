@@ -70,6 +70,15 @@ std::set<pid_t> descendants(pid_t root);
 bool process_alive(pid_t pid);
 /// Private (not shared) memory of `pid` in kB: Private_Clean + Private_Dirty of smaps_rollup.
 long private_kb(pid_t pid);
+/// True in a sanitizer build: AddressSanitizer's shadow memory and quarantine inflate private
+/// memory by orders of magnitude, so memory-bound assertions mean nothing there.
+constexpr bool memory_is_instrumented() {
+#if defined(__SANITIZE_ADDRESS__)
+  return true;
+#else
+  return false;
+#endif
+}
 /// Polls `cond` every 20 ms until true or `timeout` seconds pass.
 bool eventually(const std::function<bool()>& cond, double timeout);
 /// Lines of a text file.
