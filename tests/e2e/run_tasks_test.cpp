@@ -207,6 +207,9 @@ TEST(RunTasks, Spec2_1_BadInputIsLoggedAndTheServiceCarriesOn) {
 
 TEST(RunTasks, Spec8_FloodOf100kNeitherBlocksTheLoopNorOutgrowsTheQueueBound) {
   REQUIRE_PG();
+  // Its point is timing and memory under a flood; the -O0 sanitizer build parses messages too
+  // slowly (tens of seconds for 100k) and its memory is inflated by the shadow heap.
+  if (sanitizer_build()) GTEST_SKIP() << "flood timing and memory are measured in the plain build";
   std::string ch = unique_channel("flood");
   ServiceProcess svc(config_for(ch, "e2e_flood", "{min_workers: 2, max_workers: 2}",
                                 "  max_queued_tasks: 2000\n", "1"));
@@ -231,9 +234,7 @@ TEST(RunTasks, Spec8_FloodOf100kNeitherBlocksTheLoopNorOutgrowsTheQueueBound) {
       << m.dump();
   EXPECT_LE(m["pool"]["queued_count"].get<long>(), 2000) << m.dump();
   EXPECT_GT(m["pool"]["queue_overflow_count"].get<long>(), 90000) << m.dump();
-  if (!memory_is_instrumented()) {
-    EXPECT_LT(private_kb(svc.pid()), 64 * 1024) << "main grew past what a 2000-task queue needs";
-  }
+  EXPECT_LT(private_kb(svc.pid()), 64 * 1024) << "main grew past what a 2000-task queue needs";
   // The self-check (every 1 s) did not take the busy connection for a dead one, and keeps
   // succeeding once the backlog is gone. A reply restarts the self-check period (§3.1.4), so
   // ask less often than once a period.
