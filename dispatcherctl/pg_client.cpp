@@ -16,59 +16,23 @@ using dispatcherd::Ok;
 using dispatcherd::Result;
 using dispatcherd::Status;
 
-namespace {
-
-// libpq messages end with "\n" and may hold several lines (one per host tried, hints).
-std::string one_line(const char* message) {
-  std::string out;
-  std::string_view m = message ? message : "";
-  while (!m.empty()) {
-    auto nl = m.find('\n');
-    std::string_view line = m.substr(0, nl);
-    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.remove_suffix(1);
-    if (!line.empty()) out += (out.empty() ? "" : "; ") + std::string(line);
-    if (nl == std::string_view::npos) break;
-    m.remove_prefix(nl + 1);
-  }
-  return out.empty() ? "unknown error" : out;
-}
-
-// Server notices (e.g. "identifier will be truncated") go to our log, not raw to stderr.
-void on_notice(void*, const char* message) {
-  LOG_INFO("postgres: " << one_line(message));
-}
-
-}  // namespace
-
-void PgClient::Finish::operator()(pg_conn* c) const {
-  PQfinish(c);
-}
-
 PgClient::~PgClient() = default;
 
 Result<PgClient> PgClient::connect(const std::string& conninfo) {
-  // Entries before the expanded dbname can be overridden by the conninfo, entries after it
-  // override the conninfo (libpq's documented order): a default timeout, a forced encoding.
-  const char* keys[] = {"connect_timeout", "dbname", "client_encoding", nullptr};
-  const char* values[] = {"10", conninfo.c_str(), "UTF8", nullptr};
-  pg_conn* raw = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
-  if (raw == nullptr) return Error{"cannot connect to Postgres: out of memory"};
-  PgClient client(raw);
-  if (PQstatus(raw) != CONNECTION_OK)
-    return Error{"cannot connect to Postgres: " + one_line(PQerrorMessage(raw))};
-  PQsetNoticeProcessor(raw, on_notice, nullptr);
-  return client;
+  auto conn = dispatcherd::PgConn::open(conninfo, /*connect_timeout_seconds=*/10);
+  if (!conn.ok()) return conn.error();
+  return PgClient(std::move(conn).value());
 }
 
 std::string PgClient::last_error() const {
-  return one_line(PQerrorMessage(conn_.get()));
+  return conn_.last_error();
 }
 
 Status PgClient::exec_params(const char* sql, std::vector<const char*> params) {
   PGresult* r = PQexecParams(conn_.get(), sql, static_cast<int>(params.size()), nullptr,
                              params.data(), nullptr, nullptr, 0);
   const ExecStatusType st = PQresultStatus(r);
-  std::string error = r ? one_line(PQresultErrorMessage(r)) : last_error();
+  std::string error = r ? dispatcherd::pg_one_line(PQresultErrorMessage(r)) : last_error();
   PQclear(r);
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Error{std::move(error)};
   return Ok{};

@@ -10,9 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "dispatcherd/pg_conn.h"
 #include "dispatcherd/result.h"
-
-struct pg_conn;
 
 namespace dispatcherctl {
 
@@ -43,16 +42,13 @@ class PgClient {
                            const NotifyHandler& handler);
 
  private:
-  struct Finish {
-    void operator()(pg_conn* c) const;
-  };
-  explicit PgClient(pg_conn* c) : conn_(c) {}
+  explicit PgClient(dispatcherd::PgConn conn) : conn_(std::move(conn)) {}
   dispatcherd::Status exec_params(const char* sql, std::vector<const char*> params);
   // Hands queued notifications over; true when the handler asked to stop.
   bool drain(const NotifyHandler& handler);
   std::string last_error() const;
 
-  std::unique_ptr<pg_conn, Finish> conn_;
+  dispatcherd::PgConn conn_;
 };
 
 }  // namespace dispatcherctl

@@ -11,7 +11,6 @@
 namespace dispatcherd {
 
 using publish_detail::Notification;
-using publish_detail::PgConn;
 using publish_detail::Segment;
 
 namespace {

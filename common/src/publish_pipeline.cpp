@@ -14,11 +14,6 @@ namespace dispatcherd::publish_detail {
 
 namespace {
 
-// Server notices (e.g. a WARNING from a trigger) go to our log, not raw to stderr.
-void on_notice(void*, const char* message) {
-  LOG_INFO("postgres: " << one_line(message));
-}
-
 // Releases a PGresult on every path.
 struct ResultGuard {
   explicit ResultGuard(PGresult* result) : r(result) {}
@@ -50,48 +45,6 @@ class PipelineMode {
 };
 
 }  // namespace
-
-std::string one_line(const char* message) {
-  std::string out;
-  std::string_view m = message ? message : "";
-  while (!m.empty()) {
-    auto nl = m.find('\n');
-    std::string_view line = m.substr(0, nl);
-    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.remove_suffix(1);
-    if (!line.empty()) out += (out.empty() ? "" : "; ") + std::string(line);
-    if (nl == std::string_view::npos) break;
-    m.remove_prefix(nl + 1);
-  }
-  return out.empty() ? "unknown error" : out;
-}
-
-void PgConn::Finish::operator()(pg_conn* c) const {
-  PQfinish(c);
-}
-
-Result<PgConn> PgConn::open(const std::string& conninfo, int connect_timeout_seconds) {
-  // Keywords before the expanded dbname are defaults the conninfo may override; keywords
-  // after it override the conninfo (libpq's documented order). UTF8 is forced because the
-  // payloads are UTF-8 JSON and NOTIFY's 7999-byte limit counts server-encoding bytes.
-  const std::string timeout = std::to_string(connect_timeout_seconds);
-  const char* keys[] = {"connect_timeout", "dbname", "client_encoding", nullptr};
-  const char* values[] = {timeout.c_str(), conninfo.c_str(), "UTF8", nullptr};
-  PgConn out;
-  out.conn_.reset(PQconnectdbParams(keys, values, /*expand_dbname=*/1));
-  if (!out.conn_) return Error{"cannot connect to Postgres: out of memory"};
-  if (PQstatus(out.get()) != CONNECTION_OK)
-    return Error{"cannot connect to Postgres: " + out.last_error()};
-  PQsetNoticeProcessor(out.get(), on_notice, nullptr);
-  return out;
-}
-
-bool PgConn::healthy() const {
-  return conn_ && PQstatus(conn_.get()) == CONNECTION_OK;
-}
-
-std::string PgConn::last_error() const {
-  return one_line(conn_ ? PQerrorMessage(conn_.get()) : "no connection");
-}
 
 PipelineOutcome run_pipeline(PgConn& conn, const std::vector<Segment>& segments,
                              double io_timeout_seconds, std::size_t max_in_flight) {
@@ -167,7 +120,7 @@ PipelineOutcome run_pipeline(PgConn& conn, const std::vector<Segment>& segments,
         // keeps the first error as the segment's).
         if (st != PGRES_TUPLES_OK && errors[rx_seg].empty())
           errors[rx_seg] = st == PGRES_PIPELINE_ABORTED ? "aborted by an earlier error"
-                                                        : one_line(PQresultErrorMessage(r));
+                                                        : pg_one_line(PQresultErrorMessage(r));
         ++rx_idx;
         expect_null = true;
       } else if (st == PGRES_PIPELINE_SYNC) {
@@ -175,7 +128,7 @@ PipelineOutcome run_pipeline(PgConn& conn, const std::vector<Segment>& segments,
         rx_idx = 0;
       } else {
         return fail_rest("unexpected pipeline result " + std::string(PQresStatus(st)) + ": " +
-                         one_line(PQresultErrorMessage(r)));
+                         pg_one_line(PQresultErrorMessage(r)));
       }
       --in_flight;
     }

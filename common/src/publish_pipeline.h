@@ -8,37 +8,10 @@
 #include <string_view>
 #include <vector>
 
+#include "dispatcherd/pg_conn.h"
 #include "dispatcherd/result.h"
 
-struct pg_conn;
-
 namespace dispatcherd::publish_detail {
-
-/// Owns one libpq connection (PQfinish on destruction); move-only.
-class PgConn {
- public:
-  /// Connects (blocking) with `conninfo`; client_encoding is forced to UTF8 and
-  /// connect_timeout defaults to `connect_timeout_seconds` unless the conninfo sets it.
-  /// Error: "cannot connect to Postgres: <libpq's message on one line>".
-  static Result<PgConn> open(const std::string& conninfo, int connect_timeout_seconds);
-
-  PgConn() = default;
-  /// The raw connection, still owned here; null when none.
-  pg_conn* get() const { return conn_.get(); }
-  /// True when a connection is held and libpq last saw it healthy.
-  bool healthy() const;
-  /// libpq's current error message, on one line.
-  std::string last_error() const;
-
- private:
-  struct Finish {
-    void operator()(pg_conn* c) const;
-  };
-  std::unique_ptr<pg_conn, Finish> conn_;
-};
-
-/// Joins libpq's multi-line messages ("...\n", hints, one line per host tried) with "; ".
-std::string one_line(const char* message);
 
 /// One `pg_notify(channel, payload)`. Both views must cover a whole std::string (libpq reads
 /// NUL-terminated values) that outlives run_pipeline().
