@@ -102,7 +102,11 @@ int run_service(int argc, char** argv) {
 
   std::string format = opt.log_format.empty() ? config.extensions.log_format : opt.log_format;
   log::set_format(format == "json" ? log::Format::Json : log::Format::Text);
-  if (!opt.log_level.empty()) log::set_level(*log::parse_level(opt.log_level));
+  // --log-level wins at start; the file's extensions.log_level applies otherwise and on SIGHUP.
+  if (!opt.log_level.empty())
+    log::set_level(*log::parse_level(opt.log_level));
+  else if (config.extensions.log_level)
+    log::set_level(*log::parse_level(*config.extensions.log_level));
 
   // Task libraries load while this process is still single-threaded and before the zygote
   // forks, so every worker inherits their tasks. They stay loaded until the process exits.

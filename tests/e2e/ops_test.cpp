@@ -245,6 +245,21 @@ TEST(Ops, Issue6_SighupChangesTheLogLevel) {
   EXPECT_TRUE(svc.wait_for_log("loud-3", 10)) << svc.log();
 }
 
+TEST(Ops, Issue6_ConfigLogLevelAppliesAtStart) {
+  REQUIRE_PG();
+  const std::string ch = unique_channel("opslevel");
+  // Without --log-level the file decides; DEBUG differs from the INFO default.
+  ServiceProcess svc(ops_config(ch, free_tcp_port(), "  log_level: DEBUG\n"));
+  svc.omit_log_level_flag();
+  ASSERT_TRUE(svc.start());
+  ASSERT_TRUE(svc.wait_for_log("pg_notify connection established")) << svc.log();
+  const std::string path = svc.dir() + "/record.txt";
+  pg_notify(ch, task("dispatcherd.builtin.record", "level-1", {{"path", path}}));
+  ASSERT_TRUE(eventually([&] { return read_lines(path).size() == 1; }, 20)) << svc.log();
+  EXPECT_TRUE(svc.wait_for_log("running task dispatcherd.builtin.record (uuid=level-1)", 10))
+      << svc.log();
+}
+
 TEST(Ops, Issue6_CheckConfigExitCodes) {
   const std::string bin = test_path("DISPATCHERD_BIN");
   const std::string src = test_path("DISPATCHERD_SOURCE_DIR");

@@ -7,9 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
 #include <chrono>
 #include <cstdlib>
-#include <dirent.h>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -91,7 +91,8 @@ bool ServiceProcess::start() {
     ADD_FAILURE() << "DISPATCHERD_BIN is not set";
     return false;
   }
-  for (const char* a : {"--config", cfg.c_str(), "--log-level", "DEBUG"}) argv.emplace_back(a);
+  argv.insert(argv.end(), {"--config", cfg});
+  if (log_level_flag_) argv.insert(argv.end(), {"--log-level", "DEBUG"});
   argv.insert(argv.end(), args_.begin(), args_.end());
   pid_ = ::fork();
   if (pid_ == 0) {
@@ -117,14 +118,16 @@ std::string ServiceProcess::log() const {
 bool ServiceProcess::wait_for_log(const std::string& needle, double timeout) const {
   // Gives up early when the process has already exited (e.g. a config error).
   return eventually(
-      [&] {
-        return log().find(needle) != std::string::npos || (pid_ > 0 && !process_alive(pid_));
-      },
-      timeout) &&
+             [&] {
+               return log().find(needle) != std::string::npos || (pid_ > 0 && !process_alive(pid_));
+             },
+             timeout) &&
          log().find(needle) != std::string::npos;
 }
 
-void ServiceProcess::signal(int sig) const { ::kill(pid_, sig); }
+void ServiceProcess::signal(int sig) const {
+  ::kill(pid_, sig);
+}
 
 std::optional<int> ServiceProcess::wait_exit(double timeout) {
   double deadline = now_s() + timeout;
@@ -143,8 +146,9 @@ std::optional<int> ServiceProcess::wait_exit(double timeout) {
 void pg_notify(const std::string& channel, const std::string& payload) {
   auto c = connect();
   const char* params[2] = {channel.c_str(), payload.c_str()};
-  ResPtr r(PQexecParams(c.get(), "SELECT pg_notify($1, $2)", 2, nullptr, params, nullptr, nullptr, 0),
-           &PQclear);
+  ResPtr r(
+      PQexecParams(c.get(), "SELECT pg_notify($1, $2)", 2, nullptr, params, nullptr, nullptr, 0),
+      &PQclear);
   if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) ADD_FAILURE() << PQerrorMessage(c.get());
 }
 
@@ -158,10 +162,10 @@ void pg_notify_many(const std::string& channel, const std::vector<std::string>& 
       arr.push_back(payloads[j]);
     std::string a = arr.dump();
     const char* params[2] = {channel.c_str(), a.c_str()};
-    ResPtr r(PQexecParams(c.get(),
-                          "SELECT pg_notify($1, x) FROM json_array_elements_text($2::json) x", 2,
-                          nullptr, params, nullptr, nullptr, 0),
-             &PQclear);
+    ResPtr r(
+        PQexecParams(c.get(), "SELECT pg_notify($1, x) FROM json_array_elements_text($2::json) x",
+                     2, nullptr, params, nullptr, nullptr, 0),
+        &PQclear);
     if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) ADD_FAILURE() << PQerrorMessage(c.get());
   }
 }
@@ -176,8 +180,9 @@ std::vector<nlohmann::json> pg_control(const std::string& channel, const std::st
   if (!data.empty()) req["control_data"] = data;
   std::string payload = req.dump();
   const char* params[2] = {channel.c_str(), payload.c_str()};
-  ResPtr r(PQexecParams(c.get(), "SELECT pg_notify($1, $2)", 2, nullptr, params, nullptr, nullptr, 0),
-           &PQclear);
+  ResPtr r(
+      PQexecParams(c.get(), "SELECT pg_notify($1, $2)", 2, nullptr, params, nullptr, nullptr, 0),
+      &PQclear);
   std::vector<nlohmann::json> out;
   std::string partial;
   double deadline = now_s() + timeout;
@@ -227,7 +232,9 @@ std::set<pid_t> descendants(pid_t root) {
   return out;
 }
 
-bool process_alive(pid_t pid) { return parent_of(pid) >= 0; }
+bool process_alive(pid_t pid) {
+  return parent_of(pid) >= 0;
+}
 
 long private_kb(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");

@@ -28,6 +28,9 @@ class ServiceProcess {
   /// Runs `argv_prefix` (a program and its first arguments) instead of the built dispatcherd;
   /// "--config FILE --log-level DEBUG" and the extra args still follow. Call before start().
   void set_command(std::vector<std::string> argv_prefix) { command_ = std::move(argv_prefix); }
+  /// Starts without "--log-level DEBUG", so that the config's extensions.log_level (or the
+  /// default) applies. Call before start().
+  void omit_log_level_flag() { log_level_flag_ = false; }
   /// Starts the binary; false when it could not be executed.
   bool start();
   /// Waits until `needle` appears in the log; false after `timeout` seconds.
@@ -49,6 +52,7 @@ class ServiceProcess {
   std::vector<std::string> command_;  // empty: {DISPATCHERD_BIN}
   std::string dir_;
   pid_t pid_ = -1;
+  bool log_level_flag_ = true;
   bool exited_ = false;
 };
 
