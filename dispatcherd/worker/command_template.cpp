@@ -13,10 +13,16 @@ using nlohmann::json;
 // sends a megabyte kwarg.
 constexpr std::size_t kMaxQuotedBytes = 200;
 
+// Appends instead of chaining operator+: GCC 12 at -O3 reports a false -Wrestrict overlap
+// for `"'" + std::string(...)`.
 std::string quote_excerpt(std::string_view s) {
-  if (s.size() <= kMaxQuotedBytes) return "'" + std::string(s) + "'";
-  return "'" + std::string(s.substr(0, kMaxQuotedBytes)) + "...' (" + std::to_string(s.size()) +
-         " bytes)";
+  std::string out = "'";
+  out.append(s.substr(0, kMaxQuotedBytes));
+  if (s.size() <= kMaxQuotedBytes) return out += '\'';
+  out += "...' (";
+  out += std::to_string(s.size());
+  out += " bytes)";
+  return out;
 }
 
 // Checks `value` against the placeholder's pattern, if it has one; returns an error message
