@@ -1,12 +1,12 @@
 #include "pg_client.h"
 
-#include <libpq-fe.h>
 #include <poll.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "dispatcherd/channel_name.h"
+#include "dispatcherd/libpq_api.h"
 #include "dispatcherd/log.h"
 
 namespace dispatcherctl {
@@ -29,11 +29,12 @@ std::string PgClient::last_error() const {
 }
 
 Status PgClient::exec_params(const char* sql, std::vector<const char*> params) {
-  PGresult* r = PQexecParams(conn_.get(), sql, static_cast<int>(params.size()), nullptr,
-                             params.data(), nullptr, nullptr, 0);
-  const ExecStatusType st = PQresultStatus(r);
-  std::string error = r ? dispatcherd::pg_one_line(PQresultErrorMessage(r)) : last_error();
-  PQclear(r);
+  const dispatcherd::LibPq& pq = conn_.pq();
+  PGresult* r = pq.PQexecParams(conn_.get(), sql, static_cast<int>(params.size()), nullptr,
+                                params.data(), nullptr, nullptr, 0);
+  const ExecStatusType st = pq.PQresultStatus(r);
+  std::string error = r ? dispatcherd::pg_one_line(pq.PQresultErrorMessage(r)) : last_error();
+  pq.PQclear(r);
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Error{std::move(error)};
   return Ok{};
 }
@@ -57,9 +58,10 @@ Status PgClient::notify(std::string_view channel, std::string_view payload) {
 }
 
 bool PgClient::drain(const NotifyHandler& handler) {
-  while (PGnotify* n = PQnotifies(conn_.get())) {
+  const dispatcherd::LibPq& pq = conn_.pq();
+  while (PGnotify* n = pq.PQnotifies(conn_.get())) {
     const bool stop = handler(n->relname, n->extra ? n->extra : "");
-    PQfreemem(n);
+    pq.PQfreemem(n);
     if (stop) return true;
   }
   return false;
@@ -74,11 +76,12 @@ Status PgClient::wait(std::chrono::steady_clock::time_point deadline,
     const auto left = deadline - steady_clock::now();
     if (left <= steady_clock::duration::zero()) return Ok{};
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-    pollfd pfd{PQsocket(conn_.get()), POLLIN, 0};
+    pollfd pfd{conn_.pq().PQsocket(conn_.get()), POLLIN, 0};
     const int n = ::poll(&pfd, 1, static_cast<int>(ms));
     if (n < 0 && errno != EINTR) return Error{std::string("poll: ") + std::strerror(errno)};
     if (n <= 0) continue;
-    if (PQconsumeInput(conn_.get()) == 0) return Error{"connection lost: " + last_error()};
+    if (conn_.pq().PQconsumeInput(conn_.get()) == 0)
+      return Error{"connection lost: " + last_error()};
     if (drain(handler)) return Ok{};
   }
 }

@@ -2,7 +2,6 @@
 // `config` mapping is turned into one libpq conninfo string the way psycopg does it, and
 // checked with libpq at load time so a typo fails at start-up rather than at connect.
 
-#include <libpq-fe.h>
 #include <sys/un.h>
 
 #include <filesystem>
@@ -11,6 +10,7 @@
 
 #include "config_yaml.h"
 #include "dispatcherd/channel_name.h"
+#include "dispatcherd/libpq_api.h"
 
 namespace dispatcherd::config_detail {
 namespace {
@@ -48,35 +48,39 @@ std::string conninfo_value(const std::string& v) {
 
 // Parses a conninfo string or URI with libpq (no defaults applied) into key/value pairs.
 std::optional<std::vector<std::pair<std::string, std::string>>> parse_conninfo(
-    const std::string& text, std::string& error) {
+    const LibPq& pq, const std::string& text, std::string& error) {
   char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(text.c_str(), &err);
+  PQconninfoOption* opts = pq.PQconninfoParse(text.c_str(), &err);
   if (!opts) {
     error = err ? err : "out of memory";
-    if (err) PQfreemem(err);
+    if (err) pq.PQfreemem(err);
     while (!error.empty() && (error.back() == '\n' || error.back() == ' ')) error.pop_back();
     return std::nullopt;
   }
   std::vector<std::pair<std::string, std::string>> out;
   for (PQconninfoOption* o = opts; o->keyword; ++o)
     if (o->val) out.emplace_back(o->keyword, o->val);
-  PQconninfoFree(opts);
+  pq.PQconninfoFree(opts);
   return out;
 }
 
-bool libpq_keyword(const std::string& key) {
+bool libpq_keyword(const LibPq& pq, const std::string& key) {
   char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse("", &err);
-  if (err) PQfreemem(err);
+  PQconninfoOption* opts = pq.PQconninfoParse("", &err);
+  if (err) pq.PQfreemem(err);
   bool found = false;
   for (PQconninfoOption* o = opts; o && o->keyword; ++o) found = found || key == o->keyword;
-  if (opts) PQconninfoFree(opts);
+  if (opts) pq.PQconninfoFree(opts);
   return found;
 }
 
 // Like psycopg's make_conninfo(conninfo, **kwargs): the conninfo's parameters, then the
 // other keys of `config` (overriding), as one key=value string.
 std::string build_conninfo(const Ctx& c, const Field& config) {
+  // libpq is loaded with dlopen (dispatcherd/libpq_api.h); only a pg_notify config needs it.
+  auto loaded = libpq();
+  if (!loaded.ok()) c.fail(config, config.path + ": " + loaded.error().message);
+  const LibPq& pq = **loaded;
   std::vector<std::pair<std::string, std::string>> params;
   std::optional<std::string> passthrough;
   bool extra = false;
@@ -89,14 +93,14 @@ std::string build_conninfo(const Ctx& c, const Field& config) {
     if (f.key == "conninfo") {
       std::string error;
       std::string text = c.get_string(f);
-      auto parsed = parse_conninfo(text, error);
+      auto parsed = parse_conninfo(pq, text, error);
       if (!parsed) c.fail(f, "invalid " + f.path + ": " + error);
       if (!parsed->empty()) passthrough = text;
       for (auto& [k, v] : *parsed) set(k, v);
     } else if (f.key == "autocommit") {
       (void)c.get_bool(f);  // connections are always in autocommit mode anyway (§3.1.1)
     } else if (kind_of(f.value) != Kind::Null) {  // psycopg drops None-valued kwargs
-      if (!libpq_keyword(f.key))
+      if (!libpq_keyword(pq, f.key))
         c.fail(f.key_node.Mark(),
                "unknown libpq connection parameter '" + excerpt(f.key) + "' in " + config.path);
       set(f.key, c.get_scalar_text(f));

@@ -1,10 +1,9 @@
 #include "dispatcherd/pg_conn.h"
 
-#include <libpq-fe.h>
-
 #include <string>
 #include <string_view>
 
+#include "dispatcherd/libpq_api.h"
 #include "dispatcherd/log.h"
 
 namespace dispatcherd {
@@ -32,7 +31,7 @@ std::string pg_one_line(const char* message) {
 }
 
 void PgConn::Finish::operator()(pg_conn* c) const {
-  PQfinish(c);
+  pq->PQfinish(c);
 }
 
 Result<PgConn> PgConn::open(const std::string& conninfo, int connect_timeout_seconds) {
@@ -42,21 +41,25 @@ Result<PgConn> PgConn::open(const std::string& conninfo, int connect_timeout_sec
   const std::string timeout = std::to_string(connect_timeout_seconds);
   const char* keys[] = {"connect_timeout", "dbname", "client_encoding", nullptr};
   const char* values[] = {timeout.c_str(), conninfo.c_str(), "UTF8", nullptr};
+  auto loaded = libpq();
+  if (!loaded.ok()) return loaded.error();
+  const LibPq& pq = **loaded;
   PgConn out;
-  out.conn_.reset(PQconnectdbParams(keys, values, /*expand_dbname=*/1));
+  out.conn_ = std::unique_ptr<pg_conn, Finish>(
+      pq.PQconnectdbParams(keys, values, /*expand_dbname=*/1), Finish{&pq});
   if (!out.conn_) return Error{"cannot connect to Postgres: out of memory"};
-  if (PQstatus(out.get()) != CONNECTION_OK)
+  if (pq.PQstatus(out.get()) != CONNECTION_OK)
     return Error{"cannot connect to Postgres: " + out.last_error()};
-  PQsetNoticeProcessor(out.get(), on_notice, nullptr);
+  pq.PQsetNoticeProcessor(out.get(), on_notice, nullptr);
   return out;
 }
 
 bool PgConn::healthy() const {
-  return conn_ && PQstatus(conn_.get()) == CONNECTION_OK;
+  return conn_ && pq().PQstatus(conn_.get()) == CONNECTION_OK;
 }
 
 std::string PgConn::last_error() const {
-  return pg_one_line(conn_ ? PQerrorMessage(conn_.get()) : "no connection");
+  return pg_one_line(conn_ ? pq().PQerrorMessage(conn_.get()) : "no connection");
 }
 
 }  // namespace dispatcherd

@@ -1,6 +1,5 @@
 #include "publish_pipeline.h"
 
-#include <libpq-fe.h>
 #include <poll.h>
 
 #include <cerrno>
@@ -8,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "dispatcherd/libpq_api.h"
 #include "dispatcherd/log.h"
 
 namespace dispatcherd::publish_detail {
@@ -16,11 +16,12 @@ namespace {
 
 // Releases a PGresult on every path.
 struct ResultGuard {
-  explicit ResultGuard(PGresult* result) : r(result) {}
+  ResultGuard(const LibPq& libpq, PGresult* result) : pq(libpq), r(result) {}
+  const LibPq& pq;
   PGresult* r;
   ResultGuard(const ResultGuard&) = delete;
   ResultGuard& operator=(const ResultGuard&) = delete;
-  ~ResultGuard() { PQclear(r); }
+  ~ResultGuard() { pq.PQclear(r); }
 };
 
 // Puts the connection in (and back out of) pipeline and non-blocking mode. Leaving pipeline
@@ -28,18 +29,19 @@ struct ResultGuard {
 // the connection is dropped anyway (the Publisher reconnects).
 class PipelineMode {
  public:
-  explicit PipelineMode(PGconn* c) : c_(c) {
-    ok_ = PQsetnonblocking(c_, 1) == 0 && PQenterPipelineMode(c_) == 1;
+  PipelineMode(const LibPq& pq, PGconn* c) : pq_(pq), c_(c) {
+    ok_ = pq_.PQsetnonblocking(c_, 1) == 0 && pq_.PQenterPipelineMode(c_) == 1;
   }
   PipelineMode(const PipelineMode&) = delete;
   PipelineMode& operator=(const PipelineMode&) = delete;
   ~PipelineMode() {
-    if (PQpipelineStatus(c_) != PQ_PIPELINE_OFF) PQexitPipelineMode(c_);
-    PQsetnonblocking(c_, 0);
+    if (pq_.PQpipelineStatus(c_) != PQ_PIPELINE_OFF) pq_.PQexitPipelineMode(c_);
+    pq_.PQsetnonblocking(c_, 0);
   }
   bool ok() const { return ok_; }
 
  private:
+  const LibPq& pq_;
   PGconn* c_;
   bool ok_ = false;
 };
@@ -60,7 +62,8 @@ PipelineOutcome run_pipeline(PgConn& conn, const std::vector<Segment>& segments,
     return out;
   };
   if (!conn.healthy()) return fail_rest("connection lost: " + conn.last_error());
-  PipelineMode mode(c);
+  const LibPq& pq = conn.pq();  // valid from here: the connection is held
+  PipelineMode mode(pq, c);
   if (!mode.ok()) return fail_rest("cannot enter pipeline mode: " + conn.last_error());
 
   // Send side: the next statement is segments[tx_seg][tx_idx], or its Sync when tx_idx is
@@ -81,10 +84,10 @@ PipelineOutcome run_pipeline(PgConn& conn, const std::vector<Segment>& segments,
         // libpq wants NUL-terminated values; the views point into std::strings (publish.cpp)
         // whose data() is terminated right after the view.
         const char* values[2] = {seg[tx_idx].channel.data(), seg[tx_idx].payload.data()};
-        sent = PQsendQueryParams(c, kSql, 2, nullptr, values, nullptr, nullptr, 0);
+        sent = pq.PQsendQueryParams(c, kSql, 2, nullptr, values, nullptr, nullptr, 0);
         ++tx_idx;
       } else {
-        sent = PQpipelineSync(c);
+        sent = pq.PQpipelineSync(c);
         ++tx_seg;
         tx_idx = 0;
       }
@@ -95,40 +98,40 @@ PipelineOutcome run_pipeline(PgConn& conn, const std::vector<Segment>& segments,
     // At the cap the server may sit on a partly filled output buffer until it sees a Sync,
     // and we would wait for those results forever: ask it to flush what it has.
     if (tx_seg < segments.size() && !flush_requested) {
-      if (PQsendFlushRequest(c) != 1)
+      if (pq.PQsendFlushRequest(c) != 1)
         return fail_rest("sending to Postgres failed: " + conn.last_error());
       flush_requested = true;
     }
-    const int pending = PQflush(c);  // 0: all sent, 1: more to send, -1: error
+    const int pending = pq.PQflush(c);  // 0: all sent, 1: more to send, -1: error
     if (pending < 0) return fail_rest("connection lost while sending: " + conn.last_error());
 
     // Hand over every result libpq already holds.
     bool progressed = false;
-    while (!PQisBusy(c)) {
-      PGresult* r = PQgetResult(c);
+    while (!pq.PQisBusy(c)) {
+      PGresult* r = pq.PQgetResult(c);
       if (r == nullptr) {
         if (!expect_null) break;  // nothing more is complete yet
         expect_null = false;
         continue;
       }
-      ResultGuard guard{r};
+      ResultGuard guard{pq, r};
       progressed = true;
-      const ExecStatusType st = PQresultStatus(r);
+      const ExecStatusType st = pq.PQresultStatus(r);
       const Segment& seg = segments[rx_seg];
       if (rx_idx < seg.size()) {
         // A failed statement aborts the rest of its segment (PGRES_PIPELINE_ABORTED, which
         // keeps the first error as the segment's).
         if (st != PGRES_TUPLES_OK && errors[rx_seg].empty())
           errors[rx_seg] = st == PGRES_PIPELINE_ABORTED ? "aborted by an earlier error"
-                                                        : pg_one_line(PQresultErrorMessage(r));
+                                                        : pg_one_line(pq.PQresultErrorMessage(r));
         ++rx_idx;
         expect_null = true;
       } else if (st == PGRES_PIPELINE_SYNC) {
         ++rx_seg;
         rx_idx = 0;
       } else {
-        return fail_rest("unexpected pipeline result " + std::string(PQresStatus(st)) + ": " +
-                         pg_one_line(PQresultErrorMessage(r)));
+        return fail_rest("unexpected pipeline result " + std::string(pq.PQresStatus(st)) + ": " +
+                         pg_one_line(pq.PQresultErrorMessage(r)));
       }
       --in_flight;
     }
@@ -146,11 +149,11 @@ PipelineOutcome run_pipeline(PgConn& conn, const std::vector<Segment>& segments,
                          " s");
       wait_ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
     }
-    pollfd pfd{PQsocket(c), static_cast<short>(POLLIN | (pending == 1 ? POLLOUT : 0)), 0};
+    pollfd pfd{pq.PQsocket(c), static_cast<short>(POLLIN | (pending == 1 ? POLLOUT : 0)), 0};
     const int n = ::poll(&pfd, 1, wait_ms);
     if (n < 0 && errno != EINTR) return fail_rest(std::string("poll: ") + std::strerror(errno));
     if (n > 0 && (pfd.revents & (POLLIN | POLLERR | POLLHUP))) {
-      if (PQconsumeInput(c) == 0) return fail_rest("connection lost: " + conn.last_error());
+      if (pq.PQconsumeInput(c) == 0) return fail_rest("connection lost: " + conn.last_error());
       last_progress = std::chrono::steady_clock::now();
     }
   }

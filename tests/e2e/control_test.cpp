@@ -137,5 +137,23 @@ TEST(Control, Spec4_2_TwoServicesAnswerOneAliveWithTwoExpectedReplies) {
   EXPECT_EQ(nlohmann::json::parse(out1).size(), 2u);
 }
 
+// dispatcherctl loads libpq with dlopen only when it talks pg_notify (libpq_api.h): linked,
+// libpq and the ~25 libraries it needs (krb5, ldap, gnutls...) cost every start ~10 M
+// instructions of relocation, --help and socket commands included. ldd lists what the
+// dynamic linker loads at start, transitively.
+TEST(Control, DispatcherctlDoesNotLoadLibpqAtStart) {
+  const std::string cmd = "ldd " + test_path("DISPATCHERCTL_BIN") + " 2>&1";
+  std::unique_ptr<FILE, decltype(&pclose)> p(popen(cmd.c_str(), "r"), &pclose);
+  ASSERT_TRUE(p);
+  std::string out;
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p.get())) > 0) out.append(buf.data(), n);
+  const int st = pclose(p.release());
+  if (!WIFEXITED(st) || WEXITSTATUS(st) == 127) GTEST_SKIP() << "no ldd: " << out;
+  ASSERT_NE(out.find("libc.so"), std::string::npos) << out;  // ldd did list libraries
+  EXPECT_EQ(out.find("libpq"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace dispatcherd::testing
