@@ -80,7 +80,7 @@ class Service : public ControlView {
   void arm_delay_timer();
   void task_started(const QueuedTask& t, MonoTime now);
   /// worker_id of task_finished() for a task cancelled while queued, held or delayed.
-  static constexpr int kNotStarted = -1;
+  static constexpr int kNotStarted = WorkerPool::kNotStarted;
   void task_finished(const QueuedTask& t, TaskOutcome outcome, const ipc::DonePayload* done,
                      int worker_id);
   std::string bind_control(std::string_view request_json);

@@ -30,8 +30,9 @@ std::vector<ListedMessage> Service::messages() const {
     out.emplace_back("blocked-" + std::to_string(i++), message_of(t));
   });
   i = 0;
-  for (const QueuedTask& t : pool_->queued())
+  pool_->for_each_queued([&](const QueuedTask& t) {
     out.emplace_back("queued-" + std::to_string(i++), message_of(t));
+  });
   i = 0;
   delayer_.for_each([&](const Delayed& d) {
     nlohmann::json m = nlohmann::json::parse(d.message.body, nullptr, false);
@@ -99,7 +100,7 @@ nlohmann::json Service::main_status() const {
             {"canceled_count", c.canceled},
             {"retirement_count", c.retirements},
             // Ours, beyond upstream's four:
-            {"queued_count", pool_->queued().size()},
+            {"queued_count", pool_->queued_count()},
             {"blocked_count", pool_->blocker().held_size()},
             {"delayed_count", delayer_.size()},
             {"queue_overflow_count", c.queue_overflow},

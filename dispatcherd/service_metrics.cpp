@@ -97,7 +97,7 @@ void Service::setup_metrics() {
   value("dispatcherd_log_lines_dropped_total", "Log lines dropped while the output was stalled.",
         MetricType::Counter, [] { return static_cast<double>(log::dropped_lines()); });
   value("dispatcherd_queue_depth", "Tasks waiting for a free worker.", MetricType::Gauge,
-        [this] { return static_cast<double>(pool_->queued().size()); });
+        [this] { return static_cast<double>(pool_->queued_count()); });
   value("dispatcherd_blocked_tasks", "Tasks held by on_duplicate rules.", MetricType::Gauge,
         [this] { return static_cast<double>(pool_->blocker().held_size()); });
   value("dispatcherd_delayed_tasks", "Tasks waiting for their delay.", MetricType::Gauge,

@@ -18,6 +18,12 @@ constexpr int kMaxPendingSpawns = 8;  // forks in flight at once
 constexpr double kQuickDeathSeconds =
     2;  // dying sooner than this after start counts as a crash loop
 constexpr std::size_t kReadChunk = 65536;
+// A busy worker gets a task in advance only when its current one should end within this:
+// for longer tasks one saved round trip is noise, and a task stuck behind a long one would
+// wait while another worker may free up first.
+constexpr double kPrefetchMaxRunSeconds = 0.001;
+// How many task names the run-time averages remember (names come from messages).
+constexpr std::size_t kMaxRunTimeNames = 1024;
 
 // Resident set size of `pid` in kB from /proc/PID/statm, or 0 when unreadable.
 std::size_t rss_kb(pid_t pid) {
@@ -63,7 +69,9 @@ struct WorkerPool::Worker {
   std::string out;  // frames not yet written
   ipc::FrameReader reader;
   std::optional<QueuedTask> current;
-  std::uint64_t seq = 0;
+  std::optional<QueuedTask> next;  // prefetched: written already, starts when current ends
+  bool next_cancelled = false;     // a cancel reached `next` before it started
+  std::uint64_t seq = 0;           // current's; next has seq + 1
   MonoTime created_at = 0;
   MonoTime started_at = 0;  // current task
   MonoTime idle_since = 0;
@@ -125,7 +133,7 @@ void WorkerPool::scale_up() {
   int cap = capacity();
   int busy = static_cast<int>(busy_count());
   int want = std::max(opt_.min_workers,
-                      std::min(opt_.max_workers, busy + static_cast<int>(queue_.size())));
+                      std::min(opt_.max_workers, busy + static_cast<int>(queued_count())));
   int missing = want - cap;
   if (missing <= 0) return;
   if (cap >= opt_.max_workers && !queue_.empty()) {
@@ -269,6 +277,16 @@ void WorkerPool::handle_done(Worker& w, ipc::Frame& f) {
   if (done->status == ipc::TaskStatus::kCancelled)
     outcome = w.cancel_is_timeout ? TaskOutcome::TimedOut : TaskOutcome::Cancelled;
   if (done->is_stopping && w.status == WorkerStatus::Ready) w.status = WorkerStatus::Stopping;
+  // A worker that stops after this task will not read its prefetched one: give it back.
+  if (done->is_stopping) requeue_prefetched(w);
+  if (outcome == TaskOutcome::Succeeded || outcome == TaskOutcome::Failed) {
+    double ran = std::max(0.0, done->time_finish - done->time_started);
+    auto it = run_time_.find(w.current->task);
+    if (it != run_time_.end())
+      it->second = 0.8 * it->second + 0.2 * ran;
+    else if (run_time_.size() < kMaxRunTimeNames)
+      run_time_.emplace(w.current->task, ran);
+  }
   finish_task(w, outcome, &*done);
 }
 
@@ -330,9 +348,37 @@ void WorkerPool::finish_task(Worker& w, TaskOutcome outcome, const ipc::DonePayl
       stop_worker(w);
     }
   }
+  // The prefetched task is already in the worker's pipe: it starts now.
+  if (w.next) {
+    if (!w.next_cancelled) --prefetched_;
+    bool cancelled = w.next_cancelled;
+    w.next_cancelled = false;
+    w.current = std::move(w.next);
+    w.next.reset();
+    w.seq += 1;
+    start_current(w);
+    if (cancelled) cancel_task(w, false);  // the worker skips it, or stops it if it began
+  }
   if (hooks_.finished) hooks_.finished(task, outcome, done, w.id);
   drain_queue();
   scale_up();
+}
+
+void WorkerPool::requeue_prefetched(Worker& w) {
+  if (!w.next) return;
+  QueuedTask t = std::move(*w.next);
+  bool cancelled = w.next_cancelled;
+  w.next.reset();
+  w.next_cancelled = false;
+  if (cancelled) {
+    // Already listed as cancelled to whoever asked; it ends here without having started.
+    blocker_.deactivated(t.identity);
+    ++counters_.cancelled;
+    if (hooks_.finished) hooks_.finished(t, TaskOutcome::Cancelled, nullptr, kNotStarted);
+    return;
+  }
+  --prefetched_;
+  queue_.push_front(std::move(t));  // it never started: it keeps its place at the head
 }
 
 void WorkerPool::send(Worker& w, ipc::FrameType type, std::uint64_t seq, std::string_view payload) {
@@ -378,10 +424,18 @@ WorkerPool::Worker* WorkerPool::free_worker() {
 
 void WorkerPool::dispatch(Worker& w, QueuedTask t) {
   w.seq += 1;
+  w.current = std::move(t);
+  start_current(w);
+  const QueuedTask& c = *w.current;
+  send(w, ipc::FrameType::kTask, w.seq, ipc::encode_task({c.uuid, c.channel, c.body}));
+}
+
+// Bookkeeping for the moment w.current starts: its timeout clock and the start hook.
+void WorkerPool::start_current(Worker& w) {
   w.started_at = loop_.now();
   w.active_cancel = false;
   w.cancel_is_timeout = false;
-  std::string payload = ipc::encode_task({t.uuid, t.channel, t.body});
+  const QueuedTask& t = *w.current;
   if (t.timeout > 0) {
     int id = w.id;
     std::uint64_t seq = w.seq;
@@ -397,8 +451,32 @@ void WorkerPool::dispatch(Worker& w, QueuedTask t) {
     });
   }
   if (hooks_.started) hooks_.started(t, w.started_at);
-  w.current = std::move(t);
-  send(w, ipc::FrameType::kTask, w.seq, payload);
+}
+
+bool WorkerPool::expected_short(const Worker& w, MonoTime now) const {
+  if (!w.current || now - w.started_at > kPrefetchMaxRunSeconds) return false;
+  auto it = run_time_.find(w.current->task);
+  return it != run_time_.end() && it->second <= kPrefetchMaxRunSeconds;
+}
+
+void WorkerPool::prefetch_to_busy_workers() {
+  if (!opt_.prefetch || shutting_down_ || queue_.empty()) return;
+  MonoTime now = loop_.now();
+  for (int id : order_) {
+    if (queue_.empty()) return;
+    Worker& w = *workers_.at(id);
+    if (w.status != WorkerStatus::Ready || !w.current || w.next || !w.to.valid() || w.active_cancel)
+      continue;
+    // A worker due for recycling after its current task would never run the next one.
+    if (opt_.max_tasks_per_worker > 0 && w.finished_count + 1 >= opt_.max_tasks_per_worker)
+      continue;
+    if (!expected_short(w, now)) continue;
+    w.next = std::move(queue_.front());
+    queue_.pop_front();
+    ++prefetched_;
+    const QueuedTask& t = *w.next;
+    send(w, ipc::FrameType::kTask, w.seq + 1, ipc::encode_task({t.uuid, t.channel, t.body}));
+  }
 }
 
 WorkerPool::Admission WorkerPool::submit(QueuedTask t) {
@@ -435,6 +513,7 @@ WorkerPool::Admission WorkerPool::submit(QueuedTask t) {
   if (queue_.size() == 1 || queue_.size() % 10000 == 0)
     LOG_DEBUG("Queueing task (uuid=" << queue_.back().uuid
                                      << "), due to lack of capacity, queued_ct=" << queue_.size());
+  prefetch_to_busy_workers();
   scale_up();
   return Admission::Queued;
 }
@@ -453,6 +532,7 @@ void WorkerPool::drain_queue() {
     queue_.pop_front();
     dispatch(*w, std::move(t));
   }
+  prefetch_to_busy_workers();
 }
 
 void WorkerPool::cancel_task(Worker& w, bool timeout) {
@@ -502,6 +582,13 @@ std::vector<QueuedTask> WorkerPool::remove_queued(
     }
   }
   queue_.swap(keep);
+  for (auto& [id, w] : workers_) {
+    if (!w->next || w->next_cancelled || !match(*w->next)) continue;
+    // Written to the worker already: it must skip it (SIGUSR1 carrying its sequence number).
+    w->next_cancelled = true;
+    --prefetched_;
+    launcher_.signal(w->pid, SIGUSR1, static_cast<int>((w->seq + 1) & 0x7fffffff));
+  }
   if (!removed.empty()) drain_queue();  // held twins of removed tasks may go now
   return removed;
 }
@@ -533,6 +620,7 @@ void WorkerPool::on_exited(pid_t pid, int status) {
   }
   bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   MonoTime now = loop_.now();
+  requeue_prefetched(w);  // it never started; finish_task below hands it to another worker
   if (w.current) {
     QueuedTask& t = *w.current;
     if (w.killed_by_us) {
@@ -626,6 +714,8 @@ void WorkerPool::shutdown(double grace, std::function<void()> done) {
                                                            << uuids << "]");
     queue_.clear();
   }
+  // Prefetched tasks are in their workers' pipes, ahead of the stop: the workers skip them.
+  remove_queued([](const QueuedTask&) { return true; });
   for (auto& [id, w] : workers_) stop_worker(*w);
   auto escalate = [this] {
     for (auto& [id, w] : workers_)
@@ -667,6 +757,14 @@ nlohmann::json WorkerPool::workers_json(MonoTime now) const {
         {"age", now - w.created_at}};
   }
   return out;
+}
+
+void WorkerPool::for_each_queued(const std::function<void(const QueuedTask&)>& fn) const {
+  for (int id : order_) {
+    const Worker& w = *workers_.at(id);
+    if (w.next && !w.next_cancelled) fn(*w.next);
+  }
+  for (const QueuedTask& t : queue_) fn(t);
 }
 
 std::vector<std::pair<int, const QueuedTask*>> WorkerPool::running() const {

@@ -8,6 +8,14 @@
 // Shrink rule: a worker idle for longer than scaledown_wait is stopped while more than
 // min_workers remain. A worker that dies soon after start delays the next fork with an
 // exponential backoff (0.1 s doubling to 10 s) instead of fork-storming.
+//
+// Prefetch rule: when every worker is busy and tasks wait, a worker whose current task is
+// expected to end within kPrefetchMaxRunSeconds (its task name's recent run time, and how long
+// it has run so far) is sent the head of the queue in advance. The worker then starts it as
+// soon as its current task ends, without waiting for main's round trip; a burst of short tasks
+// costs one wake-up per task instead of two. A prefetched task counts as queued (listing,
+// cancel, scaling) until it starts; a cancel reaches it through the worker, which then never
+// starts it; a worker that dies first gives it back to the head of the queue.
 
 #include <sys/types.h>
 
@@ -19,6 +27,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dispatcherd/loop/event_loop.h"
@@ -51,6 +60,7 @@ struct PoolOptions {
   std::size_t max_blocked = 100000;
   std::size_t max_tasks_per_worker = 0;
   std::size_t max_worker_rss_kb = 0;  ///< recycle a worker whose RSS is above this (0 = never)
+  bool prefetch = true;               ///< send one more short task to a busy worker (see above)
 };
 
 /// Counters of §7.9 plus ours.
@@ -70,6 +80,8 @@ struct PoolCounters {
 /// Runs tasks on worker processes obtained from a WorkerLauncher. Single-threaded, on the loop.
 class WorkerPool {
  public:
+  /// The worker id `Hooks::finished` gets for a task that ended without ever starting.
+  static constexpr int kNotStarted = -1;
   /// What the pool tells its owner.
   struct Hooks {
     /// A task ended (after the pool's own bookkeeping); `done` is null when the worker died.
@@ -98,7 +110,8 @@ class WorkerPool {
   /// Counts `n` tasks that a cancel removed before they started (queued, held or delayed)
   /// as cancelled, so every task ends in exactly one of our outcome counters.
   void count_cancelled_unstarted(std::size_t n) { counters_.cancelled += n; }
-  /// Removes queued tasks for which `match` is true; returns them.
+  /// Removes queued tasks for which `match` is true; returns them. Prefetched tasks that match
+  /// are not returned: they are cancelled through their worker and end as cancelled there.
   std::vector<QueuedTask> remove_queued(const std::function<bool(const QueuedTask&)>& match);
   /// Removes tasks held by the Blocker for which `match` is true; returns them.
   std::vector<QueuedTask> remove_held(const std::function<bool(const QueuedTask&)>& match);
@@ -114,8 +127,11 @@ class WorkerPool {
   nlohmann::json workers_json(MonoTime now) const;
   /// Running tasks in worker LRU order as (worker id, task).
   std::vector<std::pair<int, const QueuedTask*>> running() const;
-  /// The queue, head first.
-  const std::deque<QueuedTask>& queued() const { return queue_; }
+  /// Calls `fn` for every task waiting to start, head first: prefetched tasks (in worker LRU
+  /// order), then the queue.
+  void for_each_queued(const std::function<void(const QueuedTask&)>& fn) const;
+  /// Tasks waiting to start: the queue plus prefetched tasks.
+  std::size_t queued_count() const { return queue_.size() + prefetched_; }
   /// Counters so far.
   const PoolCounters& counters() const { return counters_; }
   /// Next worker id (§7.1), for the `main` command.
@@ -141,6 +157,10 @@ class WorkerPool {
   void finish_task(Worker& w, TaskOutcome outcome, const ipc::DonePayload* done);
   void send(Worker& w, ipc::FrameType type, std::uint64_t seq, std::string_view payload);
   void dispatch(Worker& w, QueuedTask t);
+  void prefetch_to_busy_workers();
+  bool expected_short(const Worker& w, MonoTime now) const;
+  void start_current(Worker& w);
+  void requeue_prefetched(Worker& w);
   Worker* free_worker();
   void drain_queue();
   void cancel_task(Worker& w, bool timeout);
@@ -157,6 +177,9 @@ class WorkerPool {
   std::map<int, std::unique_ptr<Worker>> workers_;
   std::vector<int> order_;  // LRU: least recently used first
   std::deque<QueuedTask> queue_;
+  std::size_t prefetched_ = 0;  // tasks sent ahead to busy workers, not started yet
+  // Recent run time in seconds per task name (an exponential average), for the prefetch rule.
+  std::unordered_map<std::string, double> run_time_;
   Blocker blocker_;
   PoolCounters counters_;
   int next_id_ = 0;

@@ -12,6 +12,7 @@
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -33,20 +34,28 @@ using ipc::TaskStatus;
 using nlohmann::json;
 
 // State shared with the SIGUSR1 handler; sig_atomic_t so each access is one plain store/load.
-volatile std::sig_atomic_t g_cancel = 0;    // the running task's cancel flag (TaskContext reads it)
-volatile std::sig_atomic_t g_busy = 0;      // 1 while a task and its follow-ups run
-volatile std::sig_atomic_t g_seq31 = 0;     // cancel_signal_value() of the running task
-volatile std::sig_atomic_t g_pending = -1;  // a queued cancel received while idle, else -1
+volatile std::sig_atomic_t g_cancel = 0;  // the running task's cancel flag (TaskContext reads it)
+volatile std::sig_atomic_t g_busy = 0;    // 1 while a task and its follow-ups run
+volatile std::sig_atomic_t g_seq31 = 0;   // cancel_signal_value() of the running task
+// Cancels for tasks not started yet (written to our pipe, maybe prefetched), one slot per
+// sequence-number parity: the slot of the task being started and the slot of the one after it
+// never collide, so a cancel for the next task cannot be lost while this one starts.
+volatile std::sig_atomic_t g_pending[2] = {-1, -1};
 
 void on_sigusr1(int, siginfo_t* info, void*) {
   if (g_busy) {
     if (cancel_matches(info->si_code, info->si_value.sival_int,
                        static_cast<std::uint64_t>(g_seq31)))
       g_cancel = 1;
+    // Main may have prefetched the next task (seq + 1) into our pipe and cancelled it.
+    else if (info->si_code == SI_QUEUE &&
+             info->si_value.sival_int ==
+                 cancel_signal_value(static_cast<std::uint64_t>(g_seq31) + 1))
+      g_pending[info->si_value.sival_int & 1] = info->si_value.sival_int;
   } else if (info->si_code == SI_QUEUE) {
     // Main may cancel a task it has written before this worker read it; remember the value
     // so the task starts cancelled. A plain kill while idle is ignored, as upstream does.
-    g_pending = info->si_value.sival_int;
+    g_pending[info->si_value.sival_int & 1] = info->si_value.sival_int;
   }
 }
 
@@ -73,13 +82,16 @@ void install_signals() {
 
 // Arms the handler for the task with sequence number `seq`. The flag is cleared before busy is
 // set, so a cancel arriving in between lands either in g_pending or in the fresh flag.
-void begin_task(std::uint64_t seq) {
+// Returns true when the task was cancelled before it started (it must not run then).
+bool begin_task(std::uint64_t seq) {
   const int seq31 = cancel_signal_value(seq);
   g_cancel = 0;
   g_seq31 = seq31;
   g_busy = 1;
-  if (g_pending == seq31) g_cancel = 1;
-  g_pending = -1;
+  const bool pending = g_pending[seq31 & 1] == seq31;
+  g_pending[seq31 & 1] = -1;
+  if (pending) g_cancel = 1;
+  return pending;
 }
 
 void end_task() {
@@ -213,7 +225,7 @@ class Loop {
     if (!send(FrameType::kReady, 0, {})) return write_failure_code();
     for (;;) {
       Frame f;
-      switch (next_frame(f, /*idle=*/true)) {
+      switch (prefetched_ ? take_prefetched(f) : next_frame(f, /*idle=*/true)) {
         case Got::kFrame:
           break;
         case Got::kEof:
@@ -254,6 +266,12 @@ class Loop {
 
  private:
   enum class Got { kFrame, kEof, kCorrupt, kIoError, kOrphaned, kCancelled };
+
+  Got take_prefetched(Frame& out) {
+    out = std::move(*prefetched_);
+    prefetched_.reset();
+    return Got::kFrame;
+  }
 
   // The next frame from main. Idle: checks for orphaning and runs on_idle every idle_timeout.
   // Busy (a control call): an EINTR with the cancel flag set returns kCancelled.
@@ -366,11 +384,26 @@ class Loop {
     ipc::DonePayload done;
     done.time_started = now_epoch();
     seq_ = frame.seq;
-    begin_task(frame.seq);
+    const bool cancelled_before_start = begin_task(frame.seq);
     json message;
     std::string uuid = "<unknown>";
     Outcome out;
     Target target;
+    if (cancelled_before_start) {
+      // Cancelled while it waited in our pipe (a prefetched or just-written task): never run.
+      if (auto tp = ipc::decode_task(frame.payload)) uuid = std::string(tp->uuid);
+      LOG_DEBUG("Worker " << s_.worker_id << " skipping task (uuid=" << uuid
+                          << "), canceled before it started");
+      end_task();
+      done.status = TaskStatus::kCancelled;
+      done.result = "null";
+      done.error = "task canceled before it started";
+      done.is_stopping = stop_pending_ || exit_code_ >= 0;
+      done.time_finish = now_epoch();
+      if (!send(FrameType::kDone, frame.seq, ipc::encode_done(done)) && exit_code_ < 0)
+        exit_code_ = write_failure_code();
+      return;
+    }
     if (auto tp = ipc::decode_task(frame.payload)) {
       message = json::parse(tp->body, nullptr, /*allow_exceptions=*/false);
       // Text that is not JSON is a bare task name (upstream-spec §2.1), should main pass one.
@@ -493,6 +526,15 @@ class Loop {
         case FrameType::kStop:
           stop_pending_ = true;  // honoured once the task is done
           break;
+        case FrameType::kTask:
+          // Main prefetched the next task: it runs after this one.
+          if (prefetched_) {
+            LOG_ERROR("Worker " << s_.worker_id << " protocol error: two tasks sent ahead");
+            exit_code_ = 2;
+            throw std::runtime_error("control: protocol error");
+          }
+          prefetched_ = std::move(f);
+          break;
         default:
           LOG_ERROR("Worker " << s_.worker_id << " protocol error: frame type "
                               << static_cast<int>(f.type) << " while waiting for a control reply");
@@ -509,9 +551,10 @@ class Loop {
   std::string rbuf_;
   std::string wbuf_;
   TaskContext::ControlFn control_fn_;
-  std::uint64_t seq_ = 0;      // the running task's sequence number
-  bool stop_pending_ = false;  // a kStop arrived during a control call
-  int exit_code_ = -1;         // ≥ 0: leave with this code after the current task
+  std::uint64_t seq_ = 0;            // the running task's sequence number
+  bool stop_pending_ = false;        // a kStop arrived during a control call
+  std::optional<Frame> prefetched_;  // a task frame that arrived during a control call
+  int exit_code_ = -1;               // ≥ 0: leave with this code after the current task
   int write_errno_ = 0;
 };
 

@@ -500,15 +500,53 @@ TEST_F(WorkerLoop, Spec4_5_StopDuringAControlCallIsHonouredAfterTheTask) {
   EXPECT_EQ(out[3].type, FrameType::kShutdown);
 }
 
-TEST_F(WorkerLoop, TaskArrivingDuringAControlCallIsAProtocolError) {
+TEST_F(WorkerLoop, Design10_TaskSentAheadDuringAControlCallRunsAfterIt) {
+  task(3, {{"task", "tests.wl.control"}});
+  task(4, {{"task", "dispatcherd.builtin.noop"}});  // prefetched by main
+  write_frame(FrameType::kControlReply, 3, R"({"answer":1})");
+  stop();
+  EXPECT_EQ(run(), 0);
+  auto out = output();
+  ASSERT_EQ(out.size(), 5u);
+  EXPECT_EQ(out[1].type, FrameType::kControl);
+  EXPECT_EQ(out[2].type, FrameType::kDone);
+  EXPECT_EQ(out[2].seq, 3u);
+  EXPECT_EQ(json::parse(out[2].done.result), json({{"answer", 1}}));
+  EXPECT_EQ(out[3].type, FrameType::kDone);
+  EXPECT_EQ(out[3].seq, 4u);
+  EXPECT_EQ(out[3].done.status, TaskStatus::kSucceeded);
+  EXPECT_EQ(out[4].type, FrameType::kShutdown);
+}
+
+TEST_F(WorkerLoop, TwoTasksAheadDuringAControlCallAreAProtocolError) {
   task(3, {{"task", "tests.wl.control"}});
   task(4, {{"task", "dispatcherd.builtin.noop"}});
+  task(5, {{"task", "dispatcherd.builtin.noop"}});  // main never sends more than one ahead
   EXPECT_EQ(run(), 2);
   auto out = output();
   ASSERT_EQ(out.size(), 3u);
   EXPECT_EQ(out[2].type, FrameType::kDone);
   EXPECT_EQ(out[2].done.status, TaskStatus::kFailed);
   EXPECT_TRUE(out[2].done.is_stopping);
+}
+
+TEST_F(WorkerLoop, Design10_CancelOfTheTaskSentAheadSkipsItWithoutRunning) {
+  // Task 8 receives the cancel main sends for task 9 (written ahead, not started).
+  task(8, {{"task", "tests.wl.self_cancel"}, {"kwargs", {{"seq", 9}, {"seconds", 0.05}}}});
+  task(9, {{"task", "tests.wl.message"}});  // succeeds whenever it runs
+  task(10, {{"task", "dispatcherd.builtin.noop"}});
+  stop();
+  EXPECT_EQ(run(), 0);
+  auto out = output();
+  ASSERT_EQ(out.size(), 5u);
+  EXPECT_EQ(out[1].seq, 8u);
+  EXPECT_EQ(out[1].done.status, TaskStatus::kSucceeded);  // not its own cancel
+  EXPECT_EQ(out[2].seq, 9u);
+  EXPECT_EQ(out[2].done.status, TaskStatus::kCancelled);
+  EXPECT_EQ(out[2].done.error, "task canceled before it started");
+  EXPECT_EQ(out[2].done.result, "null");
+  EXPECT_EQ(out[3].seq, 10u);
+  EXPECT_EQ(out[3].done.status, TaskStatus::kSucceeded);
 }
 
 TEST_F(WorkerLoop, EndOfInputMeansMainIsGone) {

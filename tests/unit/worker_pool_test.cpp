@@ -66,9 +66,12 @@ struct PoolTest : ::testing::Test {
     until([&] { return (f = launcher.receive(id)).has_value(); });
     return f;
   }
-  void done(int id, std::uint64_t seq, ipc::TaskStatus st = ipc::TaskStatus::kSucceeded) {
+  void done(int id, std::uint64_t seq, ipc::TaskStatus st = ipc::TaskStatus::kSucceeded,
+            double ran_seconds = 0) {
     ipc::DonePayload d;
     d.status = st;
+    d.time_started = 1000;
+    d.time_finish = 1000 + ran_seconds;
     d.result = "null";
     launcher.send(id, FrameType::kDone, seq, ipc::encode_done(d));
   }
@@ -106,7 +109,7 @@ TEST_F(PoolTest, Spec7_4_QueuesFifoAndDrainsOnDone) {
   pool->submit(task("a"));
   pool->submit(task("b"));
   pool->submit(task("c"));
-  EXPECT_EQ(pool->queued().size(), 2u);
+  EXPECT_EQ(pool->queued_count(), 2u);
   for (const char* want : {"a", "b", "c"}) {
     auto f = next_task(0);
     ASSERT_TRUE(f);
@@ -124,7 +127,7 @@ TEST_F(PoolTest, Design8_FullQueueDropsAndCounts) {
   for (int i = 0; i < 5; ++i)
     accepted += pool->submit(task("q" + std::to_string(i))) != WorkerPool::Admission::Refused;
   EXPECT_EQ(accepted, 3);
-  EXPECT_EQ(pool->queued().size(), 3u);
+  EXPECT_EQ(pool->queued_count(), 3u);
   EXPECT_EQ(pool->counters().queue_overflow, 2u);
 }
 
@@ -214,7 +217,7 @@ TEST_F(PoolTest, Spec7_7_DeathWithAQueueHandsTheNextTaskToALiveWorker) {
   ASSERT_TRUE(next_task(0));
   launcher.exit(0, SIGKILL);
   ASSERT_TRUE(until([&] { return outcomes.size() == 1; }));
-  EXPECT_EQ(pool->queued().size(), 1u);
+  EXPECT_EQ(pool->queued_count(), 1u);
   ready(1);
   auto f = next_task(1);
   ASSERT_TRUE(f);
@@ -337,6 +340,122 @@ TEST_F(PoolTest, Spec8_1_SerialDuplicateWaitsForItsTwinThenRuns) {
   }));
   EXPECT_EQ(ipc::decode_task(g->payload)->uuid, "second");
   EXPECT_EQ(pool->blocker().held_size(), 0u);
+}
+
+// ---- prefetch (DESIGN §10: one task ahead per worker for short tasks) ----
+
+// One worker that has run one "x" task taking `ran` seconds and now runs "b".
+struct PrefetchTest : PoolTest {
+  std::uint64_t b_seq = 0;
+  void busy_with_b(double ran) {
+    make(opts(1, 1));
+    pool->start();
+    ready(0);
+    pool->submit(task("a"));
+    auto a = next_task(0);
+    ASSERT_TRUE(a);
+    done(0, a->seq, ipc::TaskStatus::kSucceeded, ran);
+    ASSERT_TRUE(until([&] { return outcomes.size() == 1; }));
+    pool->submit(task("b"));
+    auto b = next_task(0);
+    ASSERT_TRUE(b);
+    b_seq = b->seq;
+  }
+  std::vector<std::string> queued_uuids() {
+    std::vector<std::string> out;
+    pool->for_each_queued([&](const QueuedTask& t) { out.push_back(t.uuid); });
+    return out;
+  }
+};
+
+TEST_F(PrefetchTest, Design10_ShortTaskGoesAheadToTheBusyWorkerAndStartsOnItsDone) {
+  busy_with_b(0.00001);
+  pool->submit(task("c"));
+  auto c = next_task(0);  // written before b is done
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->seq, b_seq + 1);
+  EXPECT_EQ(ipc::decode_task(c->payload)->uuid, "c");
+  EXPECT_EQ(queued_uuids(), std::vector<std::string>{"c"});  // listed as queued until it starts
+  EXPECT_EQ(pool->queued_count(), 1u);
+  ASSERT_EQ(pool->running().size(), 1u);
+  EXPECT_EQ(pool->running()[0].second->uuid, "b");
+  done(0, b_seq);
+  ASSERT_TRUE(until([&] { return outcomes.size() == 2; }));
+  ASSERT_EQ(pool->running().size(), 1u);
+  EXPECT_EQ(pool->running()[0].second->uuid, "c");
+  EXPECT_EQ(pool->queued_count(), 0u);
+  done(0, c->seq);
+  ASSERT_TRUE(until([&] { return outcomes.size() == 3; }));
+  EXPECT_EQ(outcomes[2], (std::pair<std::string, TaskOutcome>{"c", TaskOutcome::Succeeded}));
+}
+
+TEST_F(PrefetchTest, Design10_NothingGoesAheadOfALongTask) {
+  busy_with_b(5);  // "x" took 5 s last time
+  pool->submit(task("c"));
+  for (int i = 0; i < 5; ++i) loop.run_once(0.01);
+  EXPECT_FALSE(launcher.receive(0).has_value());
+  EXPECT_EQ(queued_uuids(), std::vector<std::string>{"c"});
+}
+
+TEST_F(PrefetchTest, Design10_CancelOfATaskSentAheadSignalsItsSeqAndEndsCancelled) {
+  busy_with_b(0.00001);
+  pool->submit(task("c"));
+  auto c = next_task(0);
+  ASSERT_TRUE(c);
+  auto removed = pool->remove_queued([](const QueuedTask& t) { return t.uuid == "c"; });
+  EXPECT_TRUE(removed.empty());  // it ends through the worker, not here
+  EXPECT_EQ(pool->queued_count(), 0u);
+  ASSERT_FALSE(launcher.signals.empty());
+  EXPECT_EQ(launcher.signals.back().signo, SIGUSR1);
+  EXPECT_EQ(launcher.signals.back().value, static_cast<int>(c->seq));
+  done(0, b_seq);
+  done(0, c->seq, ipc::TaskStatus::kCancelled);  // the worker skipped it
+  ASSERT_TRUE(until([&] { return outcomes.size() == 3; }));
+  EXPECT_EQ(outcomes[1], (std::pair<std::string, TaskOutcome>{"b", TaskOutcome::Succeeded}));
+  EXPECT_EQ(outcomes[2], (std::pair<std::string, TaskOutcome>{"c", TaskOutcome::Cancelled}));
+  EXPECT_EQ(pool->counters().cancelled, 1u);
+}
+
+TEST_F(PrefetchTest, Design10_WorkerDeathGivesTheTaskSentAheadToTheNextWorker) {
+  busy_with_b(0.00001);
+  pool->submit(task("c"));
+  ASSERT_TRUE(next_task(0));
+  launcher.exit(0, SIGKILL);
+  ASSERT_TRUE(until([&] { return outcomes.size() == 2; }));
+  EXPECT_EQ(outcomes[1], (std::pair<std::string, TaskOutcome>{"b", TaskOutcome::WorkerDied}));
+  EXPECT_EQ(queued_uuids(), std::vector<std::string>{"c"});  // back at the head, not lost
+  ready(1);
+  auto f = next_task(1);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(ipc::decode_task(f->payload)->uuid, "c");
+  done(1, f->seq);
+  ASSERT_TRUE(until([&] { return outcomes.size() == 3; }));
+  EXPECT_EQ(outcomes[2], (std::pair<std::string, TaskOutcome>{"c", TaskOutcome::Succeeded}));
+}
+
+TEST_F(PrefetchTest, Design10_AStoppingWorkerGivesTheTaskSentAheadBack) {
+  busy_with_b(0.00001);
+  pool->submit(task("c"));
+  ASSERT_TRUE(next_task(0));
+  ipc::DonePayload d;
+  d.is_stopping = true;  // e.g. a stop arrived during a control call: it will not read c
+  d.result = "null";
+  launcher.send(0, FrameType::kDone, b_seq, ipc::encode_done(d));
+  ASSERT_TRUE(until([&] { return outcomes.size() == 2; }));
+  EXPECT_EQ(queued_uuids(), std::vector<std::string>{"c"});
+  EXPECT_TRUE(pool->running().empty());
+}
+
+TEST_F(PrefetchTest, Design10_ShutdownCancelsTheTaskSentAhead) {
+  busy_with_b(0.00001);
+  pool->submit(task("c"));
+  auto c = next_task(0);
+  ASSERT_TRUE(c);
+  bool finished = false;
+  pool->shutdown(5, [&] { finished = true; });
+  ASSERT_FALSE(launcher.signals.empty());
+  EXPECT_EQ(launcher.signals.back().value, static_cast<int>(c->seq));
+  EXPECT_EQ(pool->queued_count(), 0u);
 }
 
 }  // namespace
