@@ -71,7 +71,9 @@ fuzz: deps
 format:
 	@git ls-files '*.cpp' '*.h' | xargs clang-format -i
 
-bench: all
+# The performance table of DESIGN section 10 (about 10 minutes; BENCH_* variables: bench/run.sh).
+bench: configure
+	cmake --build $(BUILD) -j $(JOBS) --target dispatcherd dispatcherctl bench_tools
 	bench/run.sh $(BUILD)
 
 # 10 minutes (SOAK_SECONDS) at SOAK_RATE tasks/s with random cancels, timeouts, failures and

@@ -1,64 +1,34 @@
 #!/usr/bin/env bash
-# `make bench`: starts its own Postgres and dispatcherd, runs bursts of no-op tasks and prints
-# a table of medians (with min and max) next to the transport ceiling measured in the same
-# run. Writes the raw figures to bench/results/latest.json. Not part of `make test`.
-#   BENCH_RUNS=3 BENCH_COUNT=20000 BENCH_WORKERS="1 2 4" make bench
+# `make bench` (bench/run.sh [BUILD_DIR], default build): starts its own Postgres and
+# dispatcherd (log level WARNING), measures the figures of DESIGN section 10, prints a table of
+# medians [min..max] next to the targets and writes every raw figure to
+# bench/results/latest.json. Not part of `make test`. Needs the targets dispatcherd,
+# dispatcherctl and bench_tools built in BUILD_DIR, and python3-psycopg. About 10 minutes on a
+# 2-core machine with the defaults; Postgres and the services are stopped on exit and Ctrl-C.
+# bench/bench.py runs the sections (bench/harness.py: Postgres, service, /proc, /metrics;
+# bench/report.py: the table) with the C++ tools next to it (bench/CMakeLists.txt).
+#
+# Variables (environment), with their defaults:
+#   BENCH_RUNS=3                 runs per figure (each figure: median [min..max])
+#   BENCH_SECTIONS="throughput latency memory startup ctl scaling growth"   which to run
+#   BENCH_COUNTS="20000 100000"  burst sizes of the throughput section
+#   BENCH_WORKERS="1 2 4 8"      pool sizes of the throughput section
+#   BENCH_METHODS="batch single" publishers: 100 pg_notify per statement / one per statement
+#   BENCH_SINGLE_CEILING_MAX=20000   tasks in the one-statement-per-task ceiling run
+#   BENCH_RATES="1000 5000"      publish rates (tasks/s) of the latency section
+#   BENCH_LATENCY_SECONDS=5      seconds of publishing per latency run
+#   BENCH_BACKLOG=1000000        queued tasks for the bytes-per-queued-task figure
+#   BENCH_STARTS=10              service starts for exec → first on-start task
+#   BENCH_CTL_RUNS=20            dispatcherctl runs per transport
+#   BENCH_GROWTH=1               0 skips the growth section
+#   BENCH_GROWTH_RUNS=1          runs per growth figure
+#   BENCH_GROWTH_COUNT=20000     tasks per growth burst (fewer for big payloads: ≤ 100 MB)
+#   BENCH_GROWTH_WORKERS="1 2 4 8 12 16"
+#   BENCH_GROWTH_PAYLOADS="200 1000 7000 20000 100000"   bytes per message
+#   BENCH_GROWTH_BACKLOGS="1000 10000 100000 1000000"    (the 1M one reuses BENCH_BACKLOG's)
+#   BENCH_OUT=bench/results/latest.json
+# Example: BENCH_RUNS=1 BENCH_GROWTH=0 BENCH_SECTIONS="throughput latency" make bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build}
-runs=${BENCH_RUNS:-3}
-count=${BENCH_COUNT:-20000}
-worker_counts=${BENCH_WORKERS:-"1 2 4"}
-state=$(mktemp -d /tmp/dbench.XXXXXX)
-mkdir -p bench/results
-svc_pid=""
-cleanup() {
-  [[ -n "$svc_pid" ]] && kill "$svc_pid" 2>/dev/null && wait "$svc_pid" 2>/dev/null || true
-  tests/support/pg_ctl.sh stop "$state" >/dev/null || true
-  rm -rf "$state"
-}
-trap cleanup EXIT
-
-tests/support/pg_ctl.sh start "$state" >/dev/null
-# shellcheck disable=SC1091
-source "$state/env"
-chmod 777 "$state"
-
-results="[]"
-for w in $worker_counts; do
-  cat >"$state/bench.yml" <<EOT
-version: 2
-service:
-  pool_kwargs: {min_workers: $w, max_workers: $w}
-  main_kwargs: {node_id: bench}
-brokers:
-  pg_notify:
-    config: {conninfo: "$DSN application_name=dispatcherd_bench"}
-    channels: [bench]
-    default_publish_channel: bench
-    max_connection_idle_seconds: null
-extensions:
-  max_queued_tasks: 10000000
-EOT
-  "$build/dispatcherd/dispatcherd" --config "$state/bench.yml" --log-level WARNING >"$state/service.log" 2>&1 &
-  svc_pid=$!
-  sleep 1
-  for r in $(seq 1 "$runs"); do
-    line=$("$build/bench/bench_throughput" --dsn "$DSN" --channel bench --pid "$svc_pid" --count "$count" --batch 100)
-    results=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); x=json.loads(sys.argv[2]); x["workers"]=int(sys.argv[3]); r.append(x); print(json.dumps(r))' "$results" "$line" "$w")
-  done
-  kill "$svc_pid"; wait "$svc_pid" 2>/dev/null || true; svc_pid=""
-done
-
-echo "$results" >bench/results/latest.json
-python3 - "$results" "$count" <<'PY'
-import json, statistics, sys
-rows = json.loads(sys.argv[1]); count = sys.argv[2]
-print(f"no-op burst of {count} tasks, published 100 per statement (median [min..max] of {len(rows)//len({r['workers'] for r in rows})} runs)")
-print(f"{'workers':>7} {'tasks/s':>22} {'ceiling/s':>10} {'of ceiling':>10} {'main µs/task':>13} {'worker µs/task':>15}")
-for w in sorted({r["workers"] for r in rows}):
-    rs = [r for r in rows if r["workers"] == w]
-    def m(k): v=[r[k] for r in rs]; return statistics.median(v), min(v), max(v)
-    t = m("tasks_per_s"); c = m("ceiling_per_s"); f = m("fraction_of_ceiling"); mc = m("main_cpu_us_per_task"); wc = m("worker_cpu_us_per_task")
-    print(f"{w:>7} {t[0]:>9.0f} [{t[1]:.0f}..{t[2]:.0f}] {c[0]:>10.0f} {f[0]:>9.0%} {mc[0]:>13.1f} {wc[0]:>15.1f}")
-PY
+# Debian's python3 has psycopg 3 (python3-psycopg); a pyenv python3 first in PATH may not.
+exec /usr/bin/python3 bench/bench.py "${1:-build}"

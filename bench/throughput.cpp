@@ -1,199 +1,206 @@
-// bench/throughput: publishes a burst of no-op tasks to a running dispatcherd and measures how
+// bench_throughput: publishes a burst of no-op tasks to a running dispatcherd and measures how
 // fast it runs them, next to the pg_notify transport ceiling measured in the same run.
 //
-//   throughput --dsn DSN --channel CH --pid MAIN_PID [--count 20000] [--batch 100]
+//   bench_throughput --dsn DSN --channel CH --pid MAIN_PID [--count 20000] [--batch 100]
+//                    [--method batch|single|lib] [--payload 200] [--ceiling-count N]
+//                    [--task NAME] [--tag T] [--stamp-file F]
 //
-// Prints one JSON object: tasks/s end to end, the ceiling (publish + receive by a bare LISTEN
-// connection), the fraction, and CPU per task of the main process and of all workers.
-#include <dirent.h>
-#include <libpq-fe.h>
+// --method batch: `batch` pg_notify calls per statement (payloads made by the server);
+// single: one statement (and transaction) per task; lib: dispatcherd::Publisher, `batch`
+// messages per pipelined transaction, chunked above 7999 bytes. The ceiling is the same burst
+// (ceiling-count tasks, default count; 0 skips it) published the same way on another channel
+// and received by a bare LISTEN connection: what the transport allows on this machine now.
+// End to end: from the start of publishing until the last task started. With --stamp-file the
+// last of the `count` tasks is a `bench.stamp` task (bench/tasks.cpp) and its record in F gives
+// that moment without asking the service anything during the burst (the service runs its
+// queue in order, so it starts after every other task did); without it, until the finished
+// count of the `main` control reply, polled every 5 ms, has grown by count (each poll costs
+// main a little). Either way the finished count is checked at the end. CPU per task: main, and
+// every descendant of main (zygote and workers), from /proc/<pid>/schedstat.
+// Prints one JSON object.
+#include <poll.h>
 #include <unistd.h>
 
-#include <chrono>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <map>
-#include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <thread>
-#include <vector>
+
+#include "support.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using Conn = std::unique_ptr<PGconn, decltype(&PQfinish)>;
+using bench::Clock;
 
-double secs(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
+struct Args {
+  std::string dsn, channel, task = "dispatcherd.builtin.noop", tag, stamp_file;
+  pid_t pid = 0;
+  int count = 20000, batch = 100, payload = 200, ceiling_count = -1;
+  bench::Method method = bench::Method::Batch;
+};
 
-Conn connect(const std::string& dsn) {
-  Conn c(PQconnectdb(dsn.c_str()), &PQfinish);
-  if (PQstatus(c.get()) != CONNECTION_OK) {
-    std::fprintf(stderr, "connect: %s", PQerrorMessage(c.get()));
-    std::exit(1);
-  }
-  return c;
-}
-
-void exec(PGconn* c, const std::string& sql, std::vector<std::string> params = {}) {
-  std::vector<const char*> p;
-  for (auto& s : params) p.push_back(s.c_str());
-  PGresult* r = PQexecParams(c, sql.c_str(), static_cast<int>(p.size()), nullptr, p.data(),
-                             nullptr, nullptr, 0);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-    std::fprintf(stderr, "%s: %s", sql.c_str(), PQerrorMessage(c));
-    std::exit(1);
-  }
-  PQclear(r);
-}
-
-// Publishes `count` distinct payloads, `batch` per statement (one transaction each).
-void publish(PGconn* c, const std::string& channel, int count, int batch, const std::string& tag) {
-  for (int i = 0; i < count; i += batch) {
-    int n = std::min(batch, count - i);
-    exec(c,
-         "SELECT pg_notify($1, '{\"task\": \"dispatcherd.builtin.noop\", \"uuid\": \"" + tag +
-             "-' || g || '\"}') FROM generate_series($2::int, $3::int) g",
-         {channel, std::to_string(i), std::to_string(i + n - 1)});
-  }
-}
-
-// CPU seconds (user + system) of one process.
-double cpu_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(in)), {});
-  auto r = s.rfind(')');
-  if (r == std::string::npos) return 0;
-  std::istringstream rest(s.substr(r + 2));
-  std::string f;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15; ++i) {
-    rest >> f;
-    if (i == 14) utime = std::stoull(f);
-    if (i == 15) stime = std::stoull(f);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-pid_t ppid_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(in)), {});
-  auto r = s.rfind(')');
-  if (r == std::string::npos) return -1;
-  std::istringstream rest(s.substr(r + 2));
-  char st;
-  pid_t pp;
-  rest >> st >> pp;
-  return pp;
-}
-
-// Pids of the workers: the zygote's children (the zygote is main's child).
-std::vector<pid_t> workers_of(pid_t main_pid) {
-  std::map<pid_t, pid_t> parent;
-  if (DIR* d = opendir("/proc")) {
-    while (dirent* e = readdir(d)) {
-      pid_t p = std::atoi(e->d_name);
-      if (p > 0) parent[p] = ppid_of(p);
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--dsn")
+      a.dsn = v;
+    else if (k == "--channel")
+      a.channel = v;
+    else if (k == "--pid")
+      a.pid = std::atoi(v.c_str());
+    else if (k == "--count")
+      a.count = std::atoi(v.c_str());
+    else if (k == "--batch")
+      a.batch = std::max(1, std::atoi(v.c_str()));
+    else if (k == "--payload")
+      a.payload = std::atoi(v.c_str());
+    else if (k == "--ceiling-count")
+      a.ceiling_count = std::atoi(v.c_str());
+    else if (k == "--method")
+      a.method = bench::parse_method(v);
+    else if (k == "--task")
+      a.task = v;
+    else if (k == "--tag")
+      a.tag = v;
+    else if (k == "--stamp-file")
+      a.stamp_file = v;
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      std::exit(2);
     }
-    closedir(d);
   }
-  std::vector<pid_t> out;
-  for (auto& [p, pp] : parent)
-    if (pp > 0 && parent.count(pp) && parent[pp] == main_pid) out.push_back(p);
-  return out;
+  if (a.dsn.empty() || a.channel.empty() || a.pid <= 0 || a.count <= 0) {
+    std::fprintf(stderr,
+                 "usage: bench_throughput --dsn DSN --channel CH --pid PID [--count N] [--batch B]"
+                 " [--method batch|single|lib] [--payload BYTES] [--ceiling-count N]\n");
+    std::exit(2);
+  }
+  if (a.ceiling_count < 0) a.ceiling_count = a.count;
+  if (a.tag.empty()) a.tag = std::string("t").append(std::to_string(getpid()));
+  return a;
 }
 
-// Asks the service for `main` over pg_notify; returns pool.finished_count (+ canceled).
-long finished(PGconn* c, const std::string& channel) {
-  static int n = 0;
-  std::string reply = "reply_to_bench_" + std::to_string(getpid()) + "_" + std::to_string(n++);
-  exec(c, "LISTEN \"" + reply + "\"");
-  exec(c, "SELECT pg_notify($1, $2)",
-       {channel, "{\"control\": \"main\", \"reply_to\": \"" + reply + "\"}"});
-  auto deadline = Clock::now() + std::chrono::seconds(10);
-  long out = -1;
-  while (out < 0 && Clock::now() < deadline) {
-    PQconsumeInput(c);
-    while (PGnotify* note = PQnotifies(c)) {
-      auto j = nlohmann::json::parse(note->extra, nullptr, false);
-      if (j.is_object() && j.contains("pool"))
-        out = j["pool"].value("finished_count", 0L) + j["pool"].value("canceled_count", 0L);
-      PQfreemem(note);
-    }
-    if (out < 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  exec(c, "UNLISTEN \"" + reply + "\"");
-  return out;
+bench::Burst burst_of(const Args& a, const std::string& channel, int count, std::string tag) {
+  bench::Burst b;
+  b.channel = channel;
+  b.count = count;
+  b.batch = a.method == bench::Method::Single ? 1 : a.batch;
+  b.payload = a.payload;
+  b.task = a.task;
+  b.tag = std::move(tag);
+  b.method = a.method;
+  b.conninfo = a.dsn;
+  return b;
 }
 
-// The ceiling: how fast one LISTEN connection receives what this publisher sends.
-double ceiling(const std::string& dsn, int count, int batch) {
-  Conn listener = connect(dsn), pub = connect(dsn);
+struct Ceiling {
+  double tasks_per_s = 0;
+  double notifications_per_s = 0;
+};
+
+// The same burst on a channel nobody else listens to, received by one bare LISTEN connection
+// that waits in poll() like the service does.
+Ceiling ceiling(const Args& a) {
+  bench::Conn listener = bench::connect(a.dsn), pub = bench::connect(a.dsn);
   std::string ch = "bench_ceiling_" + std::to_string(getpid());
-  exec(listener.get(), "LISTEN \"" + ch + "\"");
+  bench::exec(listener.get(), "LISTEN \"" + ch + "\"");
+  std::atomic<long> sent{-1};
   auto t0 = Clock::now();
-  int got = 0;
-  std::thread t([&] { publish(pub.get(), ch, count, batch, "c"); });
-  while (got < count) {
+  std::thread t([&] { sent = bench::publish(pub.get(), burst_of(a, ch, a.ceiling_count, "c")); });
+  long got = 0;
+  auto last = t0;  // when the last notification arrived
+  while (sent.load() < 0 || got < sent.load()) {
+    pollfd p{PQsocket(listener.get()), POLLIN, 0};
+    poll(&p, 1, 10);
     PQconsumeInput(listener.get());
     while (PGnotify* n = PQnotifies(listener.get())) {
       ++got;
+      last = Clock::now();
       PQfreemem(n);
     }
   }
+  double s = bench::secs(t0, last);
   t.join();
-  return count / secs(t0, Clock::now());
+  return {a.ceiling_count / s, static_cast<double>(got) / s};
+}
+
+struct Cpu {
+  double main = 0, children = 0;
+};
+
+Cpu cpu(pid_t main_pid) {
+  Cpu c{bench::cpu_of(main_pid), 0};
+  for (pid_t p : bench::descendants(main_pid)) c.children += bench::cpu_of(p);
+  return c;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string dsn, channel;
-  pid_t pid = 0;
-  int count = 20000, batch = 100;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--dsn") dsn = argv[i + 1];
-    else if (a == "--channel") channel = argv[i + 1];
-    else if (a == "--pid") pid = std::atoi(argv[i + 1]);
-    else if (a == "--count") count = std::atoi(argv[i + 1]);
-    else if (a == "--batch") batch = std::atoi(argv[i + 1]);
-  }
-  if (dsn.empty() || channel.empty() || pid <= 0) {
-    std::fprintf(stderr, "usage: throughput --dsn DSN --channel CH --pid PID [--count N] [--batch B]\n");
-    return 2;
-  }
-  double ceil = ceiling(dsn, count, batch);
+  Args a = parse(argc, argv);
+  Ceiling ceil;
+  if (a.ceiling_count > 0) ceil = ceiling(a);
 
-  Conn ctl = connect(dsn), pub = connect(dsn);
-  long base = finished(ctl.get(), channel);
-  auto workers = workers_of(pid);
-  double main0 = cpu_of(pid), w0 = 0;
-  for (pid_t w : workers) w0 += cpu_of(w);
-  auto t0 = Clock::now();
-  publish(pub.get(), channel, count, batch, "t" + std::to_string(getpid()));
-  long done = base;
-  while (done < base + count) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling costs the service too
-    done = finished(ctl.get(), channel);
-    if (secs(t0, Clock::now()) > 120) break;
+  bench::Conn ctl = bench::connect(a.dsn), pub = bench::connect(a.dsn);
+  bench::FinishedPoller finished(ctl.get(), a.channel);
+  long base = finished.get();
+  if (base < 0) {
+    std::fprintf(stderr, "the service did not answer `main`\n");
+    return 1;
   }
-  double elapsed = secs(t0, Clock::now());
-  double main1 = cpu_of(pid), w1 = 0;
-  for (pid_t w : workers) w1 += cpu_of(w);
-  double rate = (done - base) / elapsed;
+  const std::size_t procs = bench::descendants(a.pid).size();
+  const bool stamped = !a.stamp_file.empty() && a.count >= 2;
+  Cpu c0 = cpu(a.pid);
+  const std::int64_t t0 = bench::realtime_ns();
+  long notifications =
+      bench::publish(pub.get(), burst_of(a, a.channel, stamped ? a.count - 1 : a.count, a.tag));
+  if (stamped) {
+    bench::publish_stamp(pub.get(), a.channel, a.tag + "-last", a.stamp_file);
+    ++notifications;
+  }
+  double publish_s = static_cast<double>(bench::realtime_ns() - t0) / 1e9;
+  double elapsed = 0;
+  long done = base;
+  if (stamped) {
+    std::int64_t last = bench::wait_stamp(a.stamp_file, a.tag + "-last", 300);
+    elapsed = static_cast<double>((last > 0 ? last : bench::realtime_ns()) - t0) / 1e9;
+  } else {
+    while (done < base + a.count && static_cast<double>(bench::realtime_ns() - t0) / 1e9 < 300) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      done = finished.get();
+    }
+    elapsed = static_cast<double>(bench::realtime_ns() - t0) / 1e9;
+  }
+  Cpu c1 = cpu(a.pid);
+  // Every task accounted for (the last few no-ops may still be finishing).
+  for (int i = 0; i < 600 && done < base + a.count; ++i) {
+    done = finished.get();
+    if (done < base + a.count) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  double rate = static_cast<double>(std::min<long>(done - base, a.count)) / elapsed;
   nlohmann::json out = {{"tasks", done - base},
+                        {"method", a.method == bench::Method::Batch    ? "batch"
+                                   : a.method == bench::Method::Single ? "single"
+                                                                       : "lib"},
+                        {"batch", a.method == bench::Method::Single ? 1 : a.batch},
+                        {"payload_bytes", a.payload},
+                        {"notifications", notifications},
                         {"seconds", elapsed},
+                        {"publish_seconds", publish_s},
+                        {"end_detection", stamped ? "stamp" : "poll"},
                         {"tasks_per_s", rate},
-                        {"ceiling_per_s", ceil},
-                        {"fraction_of_ceiling", rate / ceil},
-                        {"main_cpu_us_per_task", (main1 - main0) * 1e6 / count},
-                        {"worker_cpu_us_per_task", (w1 - w0) * 1e6 / count},
-                        {"workers", workers.size()}};
+                        {"main_cpu_us_per_task", (c1.main - c0.main) * 1e6 / a.count},
+                        {"worker_cpu_us_per_task", (c1.children - c0.children) * 1e6 / a.count},
+                        {"child_processes", procs}};
+  if (a.ceiling_count > 0) {
+    out["ceiling_count"] = a.ceiling_count;
+    out["ceiling_per_s"] = ceil.tasks_per_s;
+    out["ceiling_notifications_per_s"] = ceil.notifications_per_s;
+    out["fraction_of_ceiling"] = rate / ceil.tasks_per_s;
+  }
   std::printf("%s\n", out.dump().c_str());
-  return done - base >= count ? 0 : 1;
+  return done - base >= a.count ? 0 : 1;
 }
