@@ -177,7 +177,8 @@ class WorkerPool {
   std::map<int, std::unique_ptr<Worker>> workers_;
   std::vector<int> order_;  // LRU: least recently used first
   std::deque<QueuedTask> queue_;
-  std::size_t prefetched_ = 0;  // tasks sent ahead to busy workers, not started yet
+  std::size_t prefetched_ = 0;        // tasks sent ahead to busy workers, not started yet
+  std::size_t queue_high_water_ = 0;  // longest queue since the heap was last trimmed
   // Recent run time in seconds per task name (an exponential average), for the prefetch rule.
   std::unordered_map<std::string, double> run_time_;
   Blocker blocker_;

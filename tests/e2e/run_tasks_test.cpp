@@ -251,4 +251,42 @@ TEST(RunTasks, Spec8_FloodOf100kNeitherBlocksTheLoopNorOutgrowsTheQueueBound) {
 }
 
 }  // namespace
+TEST(RunTasks, Design10_MainHandsBackTheHeapABacklogGrewOnceTheQueueEmpties) {
+  REQUIRE_PG();
+  if (sanitizer_build()) GTEST_SKIP() << "the sanitizer build's heap is its own";
+  std::string ch = unique_channel("trim");
+  ServiceProcess svc(config_for(
+      ch, "e2e_trim", "{min_workers: 1, max_workers: 1, scaledown_interval: 0.2}", ""));
+  ASSERT_TRUE(svc.start());
+  ASSERT_TRUE(svc.wait_for_log("listening")) << svc.log();
+  long kb_idle = private_kb(svc.pid());
+  // 50k no-ops with ~1 kB of kwargs each, in one transaction: one worker cannot keep up, so
+  // most of them queue in main at once (tens of MB).
+  pg_exec("SELECT count(pg_notify('" + ch +
+          "', '{\"task\": \"dispatcherd.builtin.noop\", \"uuid\": \"t-' || i || "
+          "'\", \"kwargs\": {\"pad\": \"' || repeat('x', 1000) || '\"}}')) "
+          "FROM generate_series(1, 50000) i");
+  long kb_peak = 0;
+  nlohmann::json m;
+  ASSERT_TRUE(eventually(
+      [&] {
+        kb_peak = std::max(kb_peak, private_kb(svc.pid()));
+        m = main_status(ch);
+        return m.is_object() && m["pool"]["finished_count"].get<long>() >= 50000;
+      },
+      120))
+      << m.dump();
+  EXPECT_GT(kb_peak, kb_idle + 8 * 1024) << "the backlog never queued: nothing to hand back";
+  // The pool's maintenance pass (every 0.2 s here) trims the heap once the queue is empty.
+  long kb_after = 0;
+  EXPECT_TRUE(eventually(
+      [&] {
+        kb_after = private_kb(svc.pid());
+        return kb_after < kb_idle + 4 * 1024;
+      },
+      10))
+      << "main kept " << kb_after << " kB private after the backlog drained (idle " << kb_idle
+      << " kB, peak " << kb_peak << " kB)";
+}
+
 }  // namespace dispatcherd::testing
