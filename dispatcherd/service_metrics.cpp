@@ -112,8 +112,11 @@ void Service::setup_metrics() {
   for (auto& b : brokers_) {
     auto* pg = dynamic_cast<PgNotifyBroker*>(b.get());
     if (!pg) continue;
-    value("dispatcherd_pg_connected", "1 while the LISTEN connection is up.", MetricType::Gauge,
-          [pg] { return pg->status()["connection"].value("connected", false) ? 1.0 : 0.0; });
+    // 1 only once every LISTEN succeeded: a notification sent while the connection is up but
+    // not yet listening is lost, so a client waiting for this gauge must not publish earlier.
+    value("dispatcherd_pg_connected",
+          "1 while the LISTEN connection is up and listening on every channel.", MetricType::Gauge,
+          [pg] { return pg->ready() ? 1.0 : 0.0; });
     value("dispatcherd_pg_reconnects_total",
           "LISTEN connections lost and re-established (including failed self-checks).",
           MetricType::Counter, [pg] { return pg->status().value("recycle_count", 0.0); });
