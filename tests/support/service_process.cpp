@@ -43,8 +43,7 @@ PgPtr connect() {
 }
 
 pid_t parent_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(in)), {});
+  std::string s = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
   auto r = s.rfind(')');
   if (r == std::string::npos) return -1;
   std::istringstream rest(s.substr(r + 2));
@@ -257,6 +256,17 @@ bool eventually(const std::function<bool()>& cond, double timeout) {
     if (now_s() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+std::string read_proc_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  return n < 0 ? std::string() : out;
 }
 
 std::vector<std::string> read_lines(const std::string& path) {

@@ -88,5 +88,9 @@ constexpr bool sanitizer_build() {
 bool eventually(const std::function<bool()>& cond, double timeout);
 /// Lines of a text file.
 std::vector<std::string> read_lines(const std::string& path);
+/// Contents of a small /proc file, "" when the process is gone. read(2), not an ifstream: when
+/// the process exits between open and read, read fails with ESRCH, and libstdc++'s filebuf
+/// throws that out of istreambuf_iterator (std::terminate in a test).
+std::string read_proc_file(const std::string& path);
 
 }  // namespace dispatcherd::testing
