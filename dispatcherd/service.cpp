@@ -8,6 +8,7 @@
 #include "dispatcherd/control_protocol.h"
 #include "dispatcherd/log.h"
 #include "dispatcherd/message.h"
+#include "dispatcherd/message_scan.h"
 
 namespace dispatcherd {
 
@@ -141,9 +142,8 @@ void Service::stop(std::function<void()> done) {
   for (auto& p : producers_) p->stop();
   MonoTime now = loop_.now();
   for (Delayed& d : delayer_.abandon_all())
-    LOG_WARNING("Abandoning delayed task (due to shutdown) to run in " << (d.due - now)
-                                                                        << ", message="
-                                                                        << excerpt(d.message.body));
+    LOG_WARNING("Abandoning delayed task (due to shutdown) to run in "
+                << (d.due - now) << ", message=" << excerpt(d.message.body));
   if (delay_timer_) loop_.cancel(delay_timer_);
   delay_timer_ = 0;
   pool_->shutdown(config_.extensions.shutdown_timeout_seconds, [this, done = std::move(done)] {
@@ -158,6 +158,12 @@ void Service::reload(const Config& fresh) {
 
 void Service::on_payload(Broker* from, std::string_view origin, std::string_view payload) {
   if (stopping_) return;
+  // The common case, a well-formed task message, is read in one pass without a JSON tree.
+  if (auto scanned = scan_task_message(payload)) {
+    accept_task(std::move(scanned->fields), scanned->identity, std::string(payload), origin);
+    expire_chunks();
+    return;
+  }
   auto decoded = decode_payload(payload);
   if (!decoded) {
     ++counters_.bad_messages;
@@ -209,7 +215,24 @@ void Service::expire_chunks() {
 
 // §2.3 steps 3-8 for one decoded, assembled message.
 void Service::process(Broker* from, nlohmann::json obj, std::string body, std::string_view origin) {
-  bool control = is_control(obj);
+  if (!is_control(obj)) {
+    auto fields = read_task_fields(obj);
+    if (!fields) {
+      ++counters_.bad_messages;
+      const auto uuid = obj.find("uuid");
+      LOG_ERROR("rejecting task message (uuid="
+                << (uuid != obj.end() && uuid->is_string()
+                        ? uuid->get<std::string>()
+                        : "internal-" + std::to_string(counters_.received))
+                << ") from channel " << origin << ": " << fields.error().message);
+      ++counters_.received;
+      return;
+    }
+    std::uint64_t identity = identity_hash(obj);
+    accept_task(std::move(*fields), identity, body.empty() ? dump_compact(obj) : std::move(body),
+                origin);
+    return;
+  }
   QueuedTask t;
   t.received_at = loop_.now();
   t.channel = std::string(origin);
@@ -219,39 +242,40 @@ void Service::process(Broker* from, nlohmann::json obj, std::string body, std::s
     t.uuid = "internal-" + std::to_string(counters_.received);
   ++counters_.received;
   double delay = 0;
-  if (control) {
-    auto fields = read_control_fields(obj);
-    if (fields) delay = fields->delay;
-    // Kept as text only for a delayed request; it runs from the object when not delayed.
-    if (!obj.contains("uuid")) obj["uuid"] = t.uuid;
-    if (!t.channel.empty()) obj["channel"] = t.channel;
-    t.body = dump_compact(obj);
-  } else {
-    auto fields = read_task_fields(obj);
-    if (!fields) {
-      ++counters_.bad_messages;
-      LOG_ERROR("rejecting task message (uuid=" << t.uuid << ") from channel " << origin << ": "
-                                                 << fields.error().message);
-      return;
-    }
-    if (fields->on_duplicate_unknown)
-      LOG_WARNING("task (uuid=" << t.uuid << ") has an unknown on_duplicate value; using parallel");
-    t.body = body.empty() ? dump_compact(obj) : std::move(body);
-    t.task = std::move(fields->task);
-    t.timeout = fields->timeout;
-    t.identity = identity_hash(obj);
-    t.on_duplicate = fields->on_duplicate;
-    delay = fields->delay;
-  }
+  auto fields = read_control_fields(obj);
+  if (fields) delay = fields->delay;
+  // Kept as text only for a delayed request; it runs from the object when not delayed.
+  if (!obj.contains("uuid")) obj["uuid"] = t.uuid;
+  if (!t.channel.empty()) obj["channel"] = t.channel;
+  t.body = dump_compact(obj);
   if (delay > 0) {
-    if (!delayer_.add(std::move(t), loop_.now() + delay, control)) return;  // full: logged
+    if (!delayer_.add(std::move(t), loop_.now() + delay, /*is_control=*/true)) return;  // full
     arm_delay_timer();
     return;
   }
-  if (control)
-    run_control(from, t.channel, obj);
-  else
-    pool_->submit(std::move(t));
+  run_control(from, t.channel, obj);
+}
+
+void Service::accept_task(TaskFields fields, std::uint64_t identity, std::string body,
+                          std::string_view origin) {
+  QueuedTask t;
+  t.received_at = loop_.now();
+  t.channel = std::string(origin);
+  t.uuid = fields.uuid ? std::move(*fields.uuid) : "internal-" + std::to_string(counters_.received);
+  ++counters_.received;
+  if (fields.on_duplicate_unknown)
+    LOG_WARNING("task (uuid=" << t.uuid << ") has an unknown on_duplicate value; using parallel");
+  t.body = std::move(body);
+  t.task = std::move(fields.task);
+  t.timeout = fields.timeout;
+  t.identity = identity;
+  t.on_duplicate = fields.on_duplicate;
+  if (fields.delay > 0) {
+    if (!delayer_.add(std::move(t), loop_.now() + fields.delay, /*is_control=*/false)) return;
+    arm_delay_timer();
+    return;
+  }
+  pool_->submit(std::move(t));
 }
 
 void Service::arm_delay_timer() {

@@ -5,6 +5,7 @@
 #include <string>
 #include <tuple>
 
+#include "identity_hasher.h"
 #include "json_text.h"
 
 namespace dispatcherd {
@@ -43,87 +44,55 @@ Status check_type(const json& obj, const char* field, T type, const char* expect
   return Ok{};
 }
 
-// FNV-1a over a canonical walk, then a murmur3 finalizer to spread FNV's weak low bits.
-struct Hasher {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-
-  void bytes(const void* p, std::size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (std::size_t i = 0; i < n; ++i) {
-      h ^= b[i];
-      h *= 0x100000001b3ULL;
+// identity_hash()'s walk over a parsed value; message_scan.cpp walks the text the same way.
+void hash_value(text::IdentityHasher& h, const json& v, int depth) {
+  if (depth > static_cast<int>(kMaxJsonDepth)) {
+    h.u8(0xFF);  // deterministic, so equal values still hash equally
+    return;
+  }
+  switch (v.type()) {
+    case T::null:
+      h.u8(0);
+      break;
+    case T::boolean:
+      h.u8(v.get<bool>() ? 2 : 1);
+      break;
+    case T::number_integer:
+    case T::number_unsigned:
+    case T::number_float:
+      h.number(v.get<double>());
+      break;
+    case T::string:
+      h.str(v.get_ref<const std::string&>());
+      break;
+    case T::array: {
+      text::IdentityHasher elements;
+      for (const auto& e : v) hash_value(elements, e, depth + 1);
+      h.array(v.size(), elements.finish());
+      break;
     }
-  }
-  void u8(unsigned char v) { bytes(&v, 1); }
-  void u64(std::uint64_t v) { bytes(&v, sizeof v); }
-  void str(std::string_view s) {
-    u64(s.size());  // length prefix: ["ab","c"] and ["a","bc"] must differ
-    bytes(s.data(), s.size());
-  }
-  void number(double d) {
-    // All numbers hash as doubles: nlohmann's == compares 1 with 1.0 (and signed with
-    // unsigned) through a double conversion, so equal values must hash alike. -0.0 == 0.0.
-    if (d == 0) d = 0;
-    std::uint64_t bits;
-    std::memcpy(&bits, &d, sizeof bits);
-    u64(bits);
-  }
-  void value(const json& v, int depth) {
-    if (depth > static_cast<int>(kMaxJsonDepth)) {
-      u8(0xFF);  // deterministic, so equal values still hash equally
-      return;
+    case T::object: {
+      std::uint64_t sum = 0;
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        text::IdentityHasher member;
+        member.str(it.key());
+        hash_value(member, it.value(), depth + 1);
+        sum += member.finish();
+      }
+      h.object(v.size(), sum);
+      break;
     }
-    switch (v.type()) {
-      case T::null:
-        u8(0);
-        break;
-      case T::boolean:
-        u8(v.get<bool>() ? 2 : 1);
-        break;
-      case T::number_integer:
-      case T::number_unsigned:
-      case T::number_float:
-        u8(3);
-        number(v.get<double>());
-        break;
-      case T::string:
-        u8(4);
-        str(v.get_ref<const std::string&>());
-        break;
-      case T::array:
-        u8(5);
-        u64(v.size());
-        for (const auto& e : v) value(e, depth + 1);
-        break;
-      case T::object:
-        u8(6);
-        u64(v.size());
-        for (auto it = v.begin(); it != v.end(); ++it) {  // std::map: sorted keys
-          str(it.key());
-          value(it.value(), depth + 1);
-        }
-        break;
-      case T::binary:
-        u8(7);
-        u64(v.get_binary().size());
-        bytes(v.get_binary().data(), v.get_binary().size());
-        break;
-      case T::discarded:
-      default:
-        u8(8);
-        break;
-    }
+    case T::binary:
+      h.u8(7);
+      h.u64(v.get_binary().size());
+      h.bytes(v.get_binary().data(), v.get_binary().size());
+      break;
+    case T::discarded:
+    default:
+      h.u8(8);
+      break;
   }
-  std::uint64_t finish() const {
-    std::uint64_t x = h;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-  }
-};
+}
 
 }  // namespace
 
@@ -269,16 +238,20 @@ Result<ControlFields> read_control_fields(const json& obj) {
 }
 
 std::uint64_t identity_hash(const json& obj) {
-  static const json kNull;
-  Hasher h;
+  std::uint64_t parts[3];
+  int i = 0;
   for (const char* key : {"task", "args", "kwargs"}) {
-    const json* v = &kNull;
+    parts[i] = text::null_hash();
     if (obj.is_object()) {
-      if (const auto it = obj.find(key); it != obj.end()) v = &*it;
+      if (const auto it = obj.find(key); it != obj.end()) {
+        text::IdentityHasher h;
+        hash_value(h, *it, 0);
+        parts[i] = h.finish();
+      }
     }
-    h.value(*v, 0);
+    ++i;
   }
-  return h.finish();
+  return text::combine_identity(parts[0], parts[1], parts[2]);
 }
 
 std::string dump_python(const json& value) {
