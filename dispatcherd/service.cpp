@@ -143,7 +143,7 @@ void Service::stop(std::function<void()> done) {
   MonoTime now = loop_.now();
   for (Delayed& d : delayer_.abandon_all())
     LOG_WARNING("Abandoning delayed task (due to shutdown) to run in "
-                << (d.due - now) << ", message=" << excerpt(d.message.body));
+                << (d.due - now) << ", message=" << excerpt(d.message.body()));
   if (delay_timer_) loop_.cancel(delay_timer_);
   delay_timer_ = 0;
   pool_->shutdown(config_.extensions.shutdown_timeout_seconds, [this, done = std::move(done)] {
@@ -160,7 +160,7 @@ void Service::on_payload(Broker* from, std::string_view origin, std::string_view
   if (stopping_) return;
   // The common case, a well-formed task message, is read in one pass without a JSON tree.
   if (auto scanned = scan_task_message(payload)) {
-    accept_task(std::move(scanned->fields), scanned->identity, std::string(payload), origin);
+    accept_task(std::move(scanned->fields), scanned->identity, payload, origin);
     expire_chunks();
     return;
   }
@@ -229,44 +229,41 @@ void Service::process(Broker* from, nlohmann::json obj, std::string body, std::s
       return;
     }
     std::uint64_t identity = identity_hash(obj);
-    accept_task(std::move(*fields), identity, body.empty() ? dump_compact(obj) : std::move(body),
-                origin);
+    if (body.empty()) body = dump_compact(obj);
+    accept_task(std::move(*fields), identity, body, origin);
     return;
   }
-  QueuedTask t;
-  t.received_at = loop_.now();
-  t.channel = std::string(origin);
+  std::string uuid;
   if (obj.contains("uuid") && obj["uuid"].is_string())
-    t.uuid = obj["uuid"].get<std::string>();
+    uuid = obj["uuid"].get<std::string>();
   else
-    t.uuid = "internal-" + std::to_string(counters_.received);
+    uuid = "internal-" + std::to_string(counters_.received);
   ++counters_.received;
   double delay = 0;
   auto fields = read_control_fields(obj);
   if (fields) delay = fields->delay;
-  // Kept as text only for a delayed request; it runs from the object when not delayed.
-  if (!obj.contains("uuid")) obj["uuid"] = t.uuid;
-  if (!t.channel.empty()) obj["channel"] = t.channel;
-  t.body = dump_compact(obj);
   if (delay > 0) {
+    // Kept as text until it is due.
+    if (!obj.contains("uuid")) obj["uuid"] = uuid;
+    if (!origin.empty()) obj["channel"] = origin;
+    QueuedTask t(dump_compact(obj), uuid, origin, {});
+    t.received_at = loop_.now();
     if (!delayer_.add(std::move(t), loop_.now() + delay, /*is_control=*/true)) return;  // full
     arm_delay_timer();
     return;
   }
-  run_control(from, t.channel, obj);
+  run_control(from, std::string(origin), obj);
 }
 
-void Service::accept_task(TaskFields fields, std::uint64_t identity, std::string body,
+void Service::accept_task(TaskFields fields, std::uint64_t identity, std::string_view body,
                           std::string_view origin) {
-  QueuedTask t;
-  t.received_at = loop_.now();
-  t.channel = std::string(origin);
-  t.uuid = fields.uuid ? std::move(*fields.uuid) : "internal-" + std::to_string(counters_.received);
+  std::string internal;
+  if (!fields.uuid) internal = "internal-" + std::to_string(counters_.received);
   ++counters_.received;
+  QueuedTask t(body, fields.uuid ? *fields.uuid : internal, origin, fields.task);
+  t.received_at = loop_.now();
   if (fields.on_duplicate_unknown)
-    LOG_WARNING("task (uuid=" << t.uuid << ") has an unknown on_duplicate value; using parallel");
-  t.body = std::move(body);
-  t.task = std::move(fields.task);
+    LOG_WARNING("task (uuid=" << t.uuid() << ") has an unknown on_duplicate value; using parallel");
   t.timeout = fields.timeout;
   t.identity = identity;
   t.on_duplicate = fields.on_duplicate;
@@ -288,14 +285,14 @@ void Service::arm_delay_timer() {
     delay_timer_ = 0;
     for (Delayed& d : delayer_.take_due(loop_.now())) {
       if (d.is_control) {
-        nlohmann::json obj = nlohmann::json::parse(d.message.body, nullptr, false);
+        nlohmann::json obj = nlohmann::json::parse(d.message.body(), nullptr, false);
         if (!obj.is_object()) continue;
         auto rt = obj.find("reply_to");  // a string or null: read_control_fields checked
         std::string reply_to = rt != obj.end() && rt->is_string() ? rt->get<std::string>() : "";
         if (!reply_to.empty())
           LOG_WARNING("Can not return reply to channel " << reply_to << " from delayed tasks");
         obj.erase("reply_to");
-        run_control(nullptr, d.message.channel, obj);
+        run_control(nullptr, std::string(d.message.channel()), obj);
       } else {
         pool_->submit(std::move(d.message));
       }

@@ -77,7 +77,7 @@ class Service : public ControlView {
  private:
   void process(Broker* from, nlohmann::json obj, std::string body, std::string_view origin);
   // The task branch of process(): `fields` read and checked, `body` the text a worker gets.
-  void accept_task(TaskFields fields, std::uint64_t identity, std::string body,
+  void accept_task(TaskFields fields, std::uint64_t identity, std::string_view body,
                    std::string_view origin);
   void run_control(Broker* from, const std::string& origin, const nlohmann::json& obj);
   void arm_delay_timer();

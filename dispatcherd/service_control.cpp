@@ -12,10 +12,10 @@ namespace {
 // The message object of a held task as `running` shows it: the received fields plus the
 // uuid and channel main added (§2.3).
 nlohmann::json message_of(const QueuedTask& t) {
-  nlohmann::json m = nlohmann::json::parse(t.body, nullptr, false);
-  if (!m.is_object()) m = nlohmann::json{{"task", t.body}};
-  m["uuid"] = t.uuid;
-  if (!t.channel.empty()) m["channel"] = t.channel;
+  nlohmann::json m = nlohmann::json::parse(t.body(), nullptr, false);
+  if (!m.is_object()) m = nlohmann::json{{"task", t.body()}};
+  m["uuid"] = t.uuid();
+  if (!t.channel().empty()) m["channel"] = t.channel();
   return m;
 }
 
@@ -35,10 +35,10 @@ std::vector<ListedMessage> Service::messages() const {
   });
   i = 0;
   delayer_.for_each([&](const Delayed& d) {
-    nlohmann::json m = nlohmann::json::parse(d.message.body, nullptr, false);
+    nlohmann::json m = nlohmann::json::parse(d.message.body(), nullptr, false);
     if (!m.is_object()) m = message_of(d.message);
-    m["uuid"] = d.message.uuid;
-    if (!d.message.channel.empty()) m["channel"] = d.message.channel;
+    m["uuid"] = d.message.uuid();
+    if (!d.message.channel().empty()) m["channel"] = d.message.channel();
     out.emplace_back("delayed-" + std::to_string(i++), m);
   });
   return out;
@@ -52,14 +52,14 @@ std::vector<ListedMessage> Service::cancel(const TaskFilter& filter) {
   auto match = [&](const QueuedTask& t) { return filter.matches(message_of(t)); };
   std::vector<std::string> running;
   for (auto [id, t] : pool_->running())
-    if (match(*t)) running.push_back(t->uuid);
+    if (match(*t)) running.push_back(std::string(t->uuid()));
   for (const std::string& uuid : running) pool_->cancel_running(uuid);
   std::vector<QueuedTask> unstarted = pool_->remove_held(match);
   for (QueuedTask& t : pool_->remove_queued(match)) unstarted.push_back(std::move(t));
   for (Delayed& d : delayer_.remove_if([&](const Delayed& d) {
-         nlohmann::json m = nlohmann::json::parse(d.message.body, nullptr, false);
+         nlohmann::json m = nlohmann::json::parse(d.message.body(), nullptr, false);
          if (!m.is_object()) return false;
-         m["uuid"] = d.message.uuid;
+         m["uuid"] = d.message.uuid();
          return filter.matches(m);
        }))
     if (!d.is_control) unstarted.push_back(std::move(d.message));

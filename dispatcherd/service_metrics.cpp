@@ -149,30 +149,30 @@ void Service::task_started(const QueuedTask& t, MonoTime now) {
 
 void Service::task_finished(const QueuedTask& t, TaskOutcome outcome, const ipc::DonePayload* done,
                             int worker_id) {
-  const std::string& label = std::binary_search(task_labels_.begin(), task_labels_.end(), t.task)
-                                 ? t.task
-                                 : std::string(kOtherTask);
+  const std::string_view label =
+      std::binary_search(task_labels_.begin(), task_labels_.end(), t.task()) ? t.task()
+                                                                             : kOtherTask;
   tasks_finished_->with({label, outcome_name(outcome)}).inc();
   if (done) run_seconds_->get().observe(done->time_finish - done->time_started);
   if (worker_id == kNotStarted) {
-    LOG_INFO("Task " << t.task << " (uuid=" << t.uuid << ") cancelled before it started");
+    LOG_INFO("Task " << t.task() << " (uuid=" << t.uuid() << ") cancelled before it started");
     return;
   }
   switch (outcome) {
     case TaskOutcome::Succeeded:
-      LOG_DEBUG("Worker " << worker_id << " finished task (uuid=" << t.uuid
+      LOG_DEBUG("Worker " << worker_id << " finished task (uuid=" << t.uuid()
                           << "), result: " << (done ? done->result : "null"));
       break;
     case TaskOutcome::Failed:
-      LOG_ERROR("Worker " << worker_id << " task " << t.task << " (uuid=" << t.uuid
+      LOG_ERROR("Worker " << worker_id << " task " << t.task() << " (uuid=" << t.uuid()
                           << ") failed: " << (done ? done->error : "unknown error"));
       break;
     case TaskOutcome::Cancelled:
-      LOG_INFO("Worker " << worker_id << " finished task (uuid=" << t.uuid
+      LOG_INFO("Worker " << worker_id << " finished task (uuid=" << t.uuid()
                          << "), expected cancel, canceled");
       break;
     case TaskOutcome::TimedOut:
-      LOG_WARNING("Worker " << worker_id << " task (uuid=" << t.uuid << ") timed out after "
+      LOG_WARNING("Worker " << worker_id << " task (uuid=" << t.uuid() << ") timed out after "
                             << t.timeout << "s");
       break;
     case TaskOutcome::WorkerDied:

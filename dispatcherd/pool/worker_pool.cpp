@@ -285,11 +285,11 @@ void WorkerPool::handle_done(Worker& w, ipc::Frame& f) {
   if (done->is_stopping) requeue_prefetched(w);
   if (outcome == TaskOutcome::Succeeded || outcome == TaskOutcome::Failed) {
     double ran = std::max(0.0, done->time_finish - done->time_started);
-    auto it = run_time_.find(w.current->task);
+    auto it = run_time_.find(w.current->task());
     if (it != run_time_.end())
       it->second = 0.8 * it->second + 0.2 * ran;
     else if (run_time_.size() < kMaxRunTimeNames)
-      run_time_.emplace(w.current->task, ran);
+      run_time_.emplace(w.current->task(), ran);
   }
   finish_task(w, outcome, &*done);
 }
@@ -431,7 +431,7 @@ void WorkerPool::dispatch(Worker& w, QueuedTask t) {
   w.current = std::move(t);
   start_current(w);
   const QueuedTask& c = *w.current;
-  send(w, ipc::FrameType::kTask, w.seq, ipc::encode_task({c.uuid, c.channel, c.body}));
+  send(w, ipc::FrameType::kTask, w.seq, ipc::encode_task({c.uuid(), c.channel(), c.body()}));
 }
 
 // Bookkeeping for the moment w.current starts: its timeout clock and the start hook.
@@ -449,7 +449,7 @@ void WorkerPool::start_current(Worker& w) {
       Worker& wk = *i->second;
       wk.timeout_timer = 0;
       LOG_WARNING("Worker " << id << " runtime " << (loop_.now() - wk.started_at)
-                            << "(s) for task uuid=" << wk.current->uuid << " exceeded timeout "
+                            << "(s) for task uuid=" << wk.current->uuid() << " exceeded timeout "
                             << wk.current->timeout << "(s), canceling");
       cancel_task(wk, true);
     });
@@ -459,7 +459,7 @@ void WorkerPool::start_current(Worker& w) {
 
 bool WorkerPool::expected_short(const Worker& w, MonoTime now) const {
   if (!w.current || now - w.started_at > kPrefetchMaxRunSeconds) return false;
-  auto it = run_time_.find(w.current->task);
+  auto it = run_time_.find(w.current->task());
   return it != run_time_.end() && it->second <= kPrefetchMaxRunSeconds;
 }
 
@@ -479,13 +479,13 @@ void WorkerPool::prefetch_to_busy_workers() {
     queue_.pop_front();
     ++prefetched_;
     const QueuedTask& t = *w.next;
-    send(w, ipc::FrameType::kTask, w.seq + 1, ipc::encode_task({t.uuid, t.channel, t.body}));
+    send(w, ipc::FrameType::kTask, w.seq + 1, ipc::encode_task({t.uuid(), t.channel(), t.body()}));
   }
 }
 
 WorkerPool::Admission WorkerPool::submit(QueuedTask t) {
   if (shutting_down_) {
-    LOG_WARNING("shutting down; task " << t.task << " (uuid=" << t.uuid << ") not run");
+    LOG_WARNING("shutting down; task " << t.task() << " (uuid=" << t.uuid() << ") not run");
     return Admission::Refused;
   }
   switch (blocker_.admit(t)) {
@@ -507,8 +507,8 @@ WorkerPool::Admission WorkerPool::submit(QueuedTask t) {
     ++counters_.queue_overflow;
     // Logged at the first drop and then every 10000th: a flood must not flood the log too.
     if (counters_.queue_overflow % 10000 == 1)
-      LOG_ERROR("queue full (" << opt_.max_queued << " tasks); dropping task " << t.task
-                               << " (uuid=" << t.uuid << "), " << counters_.queue_overflow
+      LOG_ERROR("queue full (" << opt_.max_queued << " tasks); dropping task " << t.task()
+                               << " (uuid=" << t.uuid() << "), " << counters_.queue_overflow
                                << " dropped so far");
     return Admission::Refused;
   }
@@ -516,7 +516,7 @@ WorkerPool::Admission WorkerPool::submit(QueuedTask t) {
   queue_.push_back(std::move(t));
   queue_high_water_ = std::max(queue_high_water_, queue_.size());
   if (queue_.size() == 1 || queue_.size() % 10000 == 0)
-    LOG_DEBUG("Queueing task (uuid=" << queue_.back().uuid
+    LOG_DEBUG("Queueing task (uuid=" << queue_.back().uuid()
                                      << "), due to lack of capacity, queued_ct=" << queue_.size());
   prefetch_to_busy_workers();
   scale_up();
@@ -555,7 +555,7 @@ void WorkerPool::cancel_task(Worker& w, bool timeout) {
     if (i == workers_.end() || !i->second->current || i->second->seq != seq) return;
     Worker& wk = *i->second;
     wk.kill_timer = 0;
-    LOG_WARNING("task (uuid=" << wk.current->uuid << ") on worker " << id << " still running "
+    LOG_WARNING("task (uuid=" << wk.current->uuid() << ") on worker " << id << " still running "
                               << opt_.cancel_grace
                               << "s after cancel; killing worker pid=" << wk.pid);
     wk.killed_by_us = true;
@@ -566,7 +566,7 @@ void WorkerPool::cancel_task(Worker& w, bool timeout) {
 bool WorkerPool::cancel_running(const std::string& uuid) {
   bool any = false;
   for (auto& [id, w] : workers_) {
-    if (w->current && w->current->uuid == uuid) {
+    if (w->current && w->current->uuid() == uuid) {
       cancel_task(*w, false);
       any = true;
     }
@@ -631,7 +631,7 @@ void WorkerPool::on_exited(pid_t pid, int status) {
     if (w.killed_by_us) {
       finish_task(w, w.cancel_is_timeout ? TaskOutcome::TimedOut : TaskOutcome::Cancelled, nullptr);
     } else {
-      LOG_ERROR("Task (uuid=" << t.uuid << ") was running on worker " << w.id
+      LOG_ERROR("Task (uuid=" << t.uuid() << ") was running on worker " << w.id
                               << " but the worker died unexpectedly (pid=" << pid << ", "
                               << (WIFSIGNALED(status) ? "signal " : "exit code ")
                               << (WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status))
@@ -720,7 +720,7 @@ void WorkerPool::shutdown(double grace, std::function<void()> done) {
         uuids += " ...";
         break;
       }
-      uuids += (uuids.empty() ? "" : ", ") + t.uuid;
+      uuids += (uuids.empty() ? "" : ", ") + std::string(t.uuid());
     }
     LOG_WARNING("Dispatcherd shut down with queued work (" << queue_.size() << " tasks), uuids: ["
                                                            << uuids << "]");
@@ -732,7 +732,7 @@ void WorkerPool::shutdown(double grace, std::function<void()> done) {
   auto escalate = [this] {
     for (auto& [id, w] : workers_)
       if (w->current) {
-        LOG_WARNING("Worker " << id << " is currently running task (uuid=" << w->current->uuid
+        LOG_WARNING("Worker " << id << " is currently running task (uuid=" << w->current->uuid()
                               << "), canceling for shutdown");
         cancel_task(*w, false);
       }
@@ -762,9 +762,9 @@ nlohmann::json WorkerPool::workers_json(MonoTime now) const {
         {"pid", w.pid > 0 ? nlohmann::json(w.pid) : nlohmann::json(nullptr)},
         {"status", worker_status_name(w.status)},
         {"finished_count", w.finished_count},
-        {"current_task", w.current ? nlohmann::json(w.current->task) : nlohmann::json(nullptr)},
+        {"current_task", w.current ? nlohmann::json(w.current->task()) : nlohmann::json(nullptr)},
         {"current_task_uuid",
-         w.current ? nlohmann::json(w.current->uuid) : nlohmann::json(nullptr)},
+         w.current ? nlohmann::json(w.current->uuid()) : nlohmann::json(nullptr)},
         {"active_cancel", w.active_cancel},
         {"age", now - w.created_at}};
   }

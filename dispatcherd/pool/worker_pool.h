@@ -180,7 +180,12 @@ class WorkerPool {
   std::size_t prefetched_ = 0;        // tasks sent ahead to busy workers, not started yet
   std::size_t queue_high_water_ = 0;  // longest queue since the heap was last trimmed
   // Recent run time in seconds per task name (an exponential average), for the prefetch rule.
-  std::unordered_map<std::string, double> run_time_;
+  // Keyed by task name and looked up with the QueuedTask's string_view, without a copy.
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, double, NameHash, std::equal_to<>> run_time_;
   Blocker blocker_;
   PoolCounters counters_;
   int next_id_ = 0;

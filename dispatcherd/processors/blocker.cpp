@@ -51,7 +51,8 @@ Blocker::Decision Blocker::admit(QueuedTask& t) {
   }
   ++discarded_;
   // Per-task lines are DEBUG (DESIGN §8); the text is upstream's.
-  LOG_DEBUG("Discarding task because it is already running, uuid=" << t.uuid << " task=" << t.task);
+  LOG_DEBUG("Discarding task because it is already running, uuid=" << t.uuid()
+                                                                   << " task=" << t.task());
   return Decision::Discard;
 }
 
@@ -62,10 +63,10 @@ Blocker::Decision Blocker::hold(QueuedTask& t) {
     if (!overflow_warned_) {
       overflow_warned_ = true;
       LOG_WARNING("Blocked task list full (max_blocked_tasks="
-                  << max_held_ << "), dropping task uuid=" << t.uuid << " task=" << t.task
+                  << max_held_ << "), dropping task uuid=" << t.uuid() << " task=" << t.task()
                   << ", overflow_count=" << overflow_);
     } else {
-      LOG_DEBUG("Blocked task list full, dropping task uuid=" << t.uuid << " task=" << t.task
+      LOG_DEBUG("Blocked task list full, dropping task uuid=" << t.uuid() << " task=" << t.task()
                                                               << ", overflow_count=" << overflow_);
     }
     return Decision::Discard;

@@ -18,10 +18,10 @@ bool Delayer::add(QueuedTask message, double due, bool is_control) {
       overflow_warned_ = true;
       LOG_WARNING("Delayed message set full (max_delayed_tasks="
                   << max_delayed_ << "), dropping " << (is_control ? "control" : "task")
-                  << " message uuid=" << message.uuid << ", overflow_count=" << overflow_);
+                  << " message uuid=" << message.uuid() << ", overflow_count=" << overflow_);
     } else {
       LOG_DEBUG("Delayed message set full, dropping message uuid="
-                << message.uuid << ", overflow_count=" << overflow_);
+                << message.uuid() << ", overflow_count=" << overflow_);
     }
     return false;
   }

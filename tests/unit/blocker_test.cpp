@@ -16,10 +16,7 @@ namespace {
 
 /// A QueuedTask built from a real message, the way main reads one.
 QueuedTask make(const json& msg, std::string uuid) {
-  QueuedTask t;
-  t.body = dump_compact(msg);
-  t.uuid = std::move(uuid);
-  t.task = msg.value("task", "");
+  QueuedTask t(dump_compact(msg), uuid, "", msg.value("task", ""));
   t.identity = identity_hash(msg);
   auto fields = read_task_fields(msg);
   EXPECT_TRUE(fields.ok());
@@ -33,13 +30,13 @@ json sleeper(const char* policy) {
 
 std::vector<std::string> uuids(const std::vector<QueuedTask>& tasks) {
   std::vector<std::string> out;
-  for (const auto& t : tasks) out.push_back(t.uuid);
+  for (const auto& t : tasks) out.emplace_back(t.uuid());
   return out;
 }
 
 std::vector<std::string> held_uuids(const Blocker& b) {
   std::vector<std::string> out;
-  b.for_each_held([&](const QueuedTask& t) { out.push_back(t.uuid); });
+  b.for_each_held([&](const QueuedTask& t) { out.emplace_back(t.uuid()); });
   return out;
 }
 
@@ -96,7 +93,7 @@ TEST(Blocker, Spec8_1_SerialHoldsNineAndReleasesOneAtATime) {
     b.deactivated(id);  // it finished
     auto released = b.release();
     ASSERT_EQ(released.size(), 1u);
-    ran.push_back(released[0].uuid);
+    ran.emplace_back(released[0].uuid());
     b.activated(id);  // queued at the end of the pool's FIFO
   }
   EXPECT_TRUE(b.release().empty());
@@ -272,7 +269,7 @@ TEST(Blocker, Spec4_4_CancelRemovesEveryMatch) {
   QueuedTask q = make(xq, "xq");
   EXPECT_EQ(b.admit(q), Blocker::Decision::Hold);
   // Removing by uuid takes exactly that one.
-  EXPECT_EQ(uuids(b.remove_if([](const QueuedTask& t) { return t.uuid == "y2"; })),
+  EXPECT_EQ(uuids(b.remove_if([](const QueuedTask& t) { return t.uuid() == "y2"; })),
             (std::vector<std::string>{"y2"}));
 }
 
@@ -288,8 +285,7 @@ TEST(Blocker, Design8_ReleaseSkipsWhenNothingBecameInactive) {
     b.activated(first.identity);
     ids.push_back(first.identity);
     for (int j = 0; j < kPerIdentity; ++j) {
-      QueuedTask t = first;
-      t.uuid = std::to_string(i) + "-" + std::to_string(j);
+      QueuedTask t = make(msg, std::to_string(i) + "-" + std::to_string(j));
       ASSERT_EQ(b.admit(t), Blocker::Decision::Hold);
     }
   }
@@ -307,7 +303,7 @@ TEST(Blocker, Design8_ReleaseSkipsWhenNothingBecameInactive) {
   b.deactivated(ids[500]);
   auto released = b.release();
   ASSERT_EQ(released.size(), 1u);
-  EXPECT_EQ(released[0].uuid, "500-0");
+  EXPECT_EQ(released[0].uuid(), "500-0");
   EXPECT_EQ(b.release_scanned(), 1u);
   b.activated(ids[500]);
   for (int i = 0; i < 1000; ++i) ASSERT_TRUE(b.release().empty());

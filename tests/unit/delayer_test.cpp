@@ -12,22 +12,18 @@ namespace dispatcherd {
 namespace {
 
 QueuedTask task(std::string uuid) {
-  QueuedTask t;
-  t.uuid = uuid;
-  t.task = "t";
-  t.body = R"({"task": "t", "uuid": ")" + uuid + R"("})";
-  return t;
+  return QueuedTask(R"({"task": "t", "uuid": ")" + uuid + R"("})", uuid, "", "t");
 }
 
 std::vector<std::string> uuids(const std::vector<Delayed>& items) {
   std::vector<std::string> out;
-  for (const auto& d : items) out.push_back(d.message.uuid);
+  for (const auto& d : items) out.emplace_back(d.message.uuid());
   return out;
 }
 
 std::vector<std::string> listed(const Delayer& d) {
   std::vector<std::string> out;
-  d.for_each([&](const Delayed& x) { out.push_back(x.message.uuid); });
+  d.for_each([&](const Delayed& x) { out.emplace_back(x.message.uuid()); });
   return out;
 }
 
@@ -71,15 +67,13 @@ TEST(Delayer, Spec8_2_NextDueTracksEarliest) {
 
 TEST(Delayer, Spec4_1_ControlFlagIsKept) {
   Delayer d(100);
-  QueuedTask control;
-  control.uuid = "internal-1";
-  control.body = R"({"control": "alive", "delay": 1})";
+  QueuedTask control(R"({"control": "alive", "delay": 1})", "internal-1", "", "");
   ASSERT_TRUE(d.add(control, 1.0, /*is_control=*/true));
   ASSERT_TRUE(d.add(task("t"), 1.0));
   auto due = d.take_due(1.0);
   ASSERT_EQ(due.size(), 2u);
   EXPECT_TRUE(due[0].is_control);
-  EXPECT_EQ(due[0].message.body, control.body);
+  EXPECT_EQ(due[0].message.body(), control.body());
   EXPECT_FALSE(due[1].is_control);
 }
 
@@ -109,7 +103,7 @@ TEST(Delayer, Spec4_4_CancelRemovesEveryMatch) {
   ASSERT_TRUE(d.add(task("x"), 2.0));
   ASSERT_TRUE(d.add(task("keep2"), 3.0));
   ASSERT_TRUE(d.add(task("x"), 0.5));
-  auto removed = d.remove_if([](const Delayed& x) { return x.message.uuid == "x"; });
+  auto removed = d.remove_if([](const Delayed& x) { return x.message.uuid() == "x"; });
   ASSERT_EQ(removed.size(), 3u);
   EXPECT_DOUBLE_EQ(removed[0].due, 0.5);
   EXPECT_DOUBLE_EQ(removed[1].due, 2.0);

@@ -31,7 +31,7 @@ struct PoolTest : ::testing::Test {
   void make(PoolOptions o) {
     WorkerPool::Hooks h;
     h.finished = [this](const QueuedTask& t, TaskOutcome o2, const ipc::DonePayload*, int) {
-      outcomes.emplace_back(t.uuid, o2);
+      outcomes.emplace_back(t.uuid(), o2);
     };
     pool = std::make_unique<WorkerPool>(loop, launcher, o, std::move(h));
   }
@@ -53,10 +53,7 @@ struct PoolTest : ::testing::Test {
     }));
   }
   static QueuedTask task(std::string uuid, double timeout = 0) {
-    QueuedTask t;
-    t.body = R"({"task": "x"})";
-    t.uuid = std::move(uuid);
-    t.task = "x";
+    QueuedTask t(R"({"task": "x"})", uuid, "", "x");
     t.timeout = timeout;
     return t;
   }
@@ -363,7 +360,7 @@ struct PrefetchTest : PoolTest {
   }
   std::vector<std::string> queued_uuids() {
     std::vector<std::string> out;
-    pool->for_each_queued([&](const QueuedTask& t) { out.push_back(t.uuid); });
+    pool->for_each_queued([&](const QueuedTask& t) { out.emplace_back(t.uuid()); });
     return out;
   }
 };
@@ -378,11 +375,11 @@ TEST_F(PrefetchTest, Design10_ShortTaskGoesAheadToTheBusyWorkerAndStartsOnItsDon
   EXPECT_EQ(queued_uuids(), std::vector<std::string>{"c"});  // listed as queued until it starts
   EXPECT_EQ(pool->queued_count(), 1u);
   ASSERT_EQ(pool->running().size(), 1u);
-  EXPECT_EQ(pool->running()[0].second->uuid, "b");
+  EXPECT_EQ(pool->running()[0].second->uuid(), "b");
   done(0, b_seq);
   ASSERT_TRUE(until([&] { return outcomes.size() == 2; }));
   ASSERT_EQ(pool->running().size(), 1u);
-  EXPECT_EQ(pool->running()[0].second->uuid, "c");
+  EXPECT_EQ(pool->running()[0].second->uuid(), "c");
   EXPECT_EQ(pool->queued_count(), 0u);
   done(0, c->seq);
   ASSERT_TRUE(until([&] { return outcomes.size() == 3; }));
@@ -402,7 +399,7 @@ TEST_F(PrefetchTest, Design10_CancelOfATaskSentAheadSignalsItsSeqAndEndsCancelle
   pool->submit(task("c"));
   auto c = next_task(0);
   ASSERT_TRUE(c);
-  auto removed = pool->remove_queued([](const QueuedTask& t) { return t.uuid == "c"; });
+  auto removed = pool->remove_queued([](const QueuedTask& t) { return t.uuid() == "c"; });
   EXPECT_TRUE(removed.empty());  // it ends through the worker, not here
   EXPECT_EQ(pool->queued_count(), 0u);
   ASSERT_FALSE(launcher.signals.empty());
