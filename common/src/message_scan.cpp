@@ -25,8 +25,9 @@ enum Field : unsigned {
   kTimeout = 1u << 6,
   kDelay = 1u << 7,
   kOnDuplicate = 1u << 8,
-  kOther = 1u << 9,    // any other key: validated, not read
-  kRefused = 1u << 10  // control / chunk keys: not a task message
+  kSelfCheck = 1u << 9,  // validated, noted for the worker
+  kOther = 1u << 10,     // any other key: validated, not read
+  kRefused = 1u << 11    // control / chunk keys: not a task message
 };
 
 Field field_of(std::string_view key) {
@@ -51,6 +52,9 @@ Field field_of(std::string_view key) {
       break;
     case 9:
       if (key == "callbacks") return kCallbacks;
+      break;
+    case 10:
+      if (key == "self_check") return kSelfCheck;
       break;
     case 12:
       if (key == "on_duplicate") return kOnDuplicate;
@@ -128,6 +132,7 @@ class Scanner {
     if (i_ != s_.size()) return std::nullopt;
     if (!(seen & kTask)) return std::nullopt;
     out.identity = text::combine_identity(parts[0], parts[1], parts[2]);
+    out.needs_tree = needs_tree_;
     return out;
   }
 
@@ -162,7 +167,11 @@ class Scanner {
       case kCallbacks:
       case kErrbacks:
         if (literal("null")) return true;
+        needs_tree_ = true;
         return peek() == '[' && value(nullptr, 1);
+      case kSelfCheck:
+        needs_tree_ = true;
+        return value(nullptr, 1);
       case kTimeout:
       case kDelay: {
         if (literal("null")) return true;
@@ -475,6 +484,7 @@ class Scanner {
   std::string_view s_;
   std::size_t i_ = 0;
   std::string scratch_;
+  bool needs_tree_ = false;
 };
 
 }  // namespace

@@ -62,21 +62,50 @@ std::vector<std::string> registered_task_names() {
   return names;
 }
 
-TaskContext::TaskContext(const nlohmann::json& message, std::string uuid, int worker_id,
+const nlohmann::json& TaskMessage::get() const {
+  if (parsed_) return *parsed_;
+  if (!parsed_body_) {
+    parsed_body_ = true;
+    owned_ = nlohmann::json::parse(body_, nullptr, /*allow_exceptions=*/false);
+    if (!owned_.is_object()) owned_ = nlohmann::json::object();
+    if (!uuid_.empty()) owned_["uuid"] = uuid_;
+    if (!channel_.empty()) owned_["channel"] = channel_;
+  }
+  return owned_;
+}
+
+TaskContext::TaskContext(const TaskMessage& message, std::string uuid, int worker_id,
                          const volatile int* cancel_flag, ControlFn control)
-    : message_(message),
+    : own_({}, {}, {}),
+      message_(&message),
       uuid_(std::move(uuid)),
       worker_id_(worker_id),
-      args_(nlohmann::json::array()),
-      kwargs_(nlohmann::json::object()),
       cancel_flag_(cancel_flag),
-      control_(std::move(control)) {
-  // The worker rejects wrongly typed args/kwargs before building a context; keeping the
-  // defaults for them anyway means args() is always an array and kwargs() always an object.
-  if (message.is_object()) {
-    if (auto it = message.find("args"); it != message.end() && it->is_array()) args_ = *it;
-    if (auto it = message.find("kwargs"); it != message.end() && it->is_object()) kwargs_ = *it;
-  }
+      control_(std::move(control)) {}
+
+TaskContext::TaskContext(const nlohmann::json& message, std::string uuid, int worker_id,
+                         const volatile int* cancel_flag, ControlFn control)
+    : own_(message),
+      message_(&own_),
+      uuid_(std::move(uuid)),
+      worker_id_(worker_id),
+      cancel_flag_(cancel_flag),
+      control_(std::move(control)) {}
+
+// The worker rejects wrongly typed args/kwargs before building a context; the defaults for
+// them anyway mean args() is always an array and kwargs() always an object.
+const nlohmann::json& TaskContext::args() const {
+  static const nlohmann::json kNone = nlohmann::json::array();
+  const nlohmann::json& m = message();
+  if (auto it = m.find("args"); it != m.end() && it->is_array()) return *it;
+  return kNone;
+}
+
+const nlohmann::json& TaskContext::kwargs() const {
+  static const nlohmann::json kNone = nlohmann::json::object();
+  const nlohmann::json& m = message();
+  if (auto it = m.find("kwargs"); it != m.end() && it->is_object()) return *it;
+  return kNone;
 }
 
 nlohmann::json TaskContext::control(const std::string& command, const nlohmann::json& data) {

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "dispatcherd/log.h"
+#include "dispatcherd/message_scan.h"
 #include "dispatcherd/pool/ipc.h"
 #include "dispatcherd/pool/process_title.h"
 #include "dispatcherd/task.h"
@@ -140,6 +141,20 @@ struct Target {
   explicit operator bool() const { return entry != nullptr || command != nullptr; }
 };
 
+// The registered or command task called `name`; on failure an empty Target and `error` set.
+Target find_target(const std::string& name, const CommandTasks* commands, std::string& error) {
+  Target target;
+  target.entry = find_task(name);
+  if (target.entry == nullptr && commands != nullptr) {
+    if (auto c = commands->find(name); c != commands->end()) {
+      target.command = &c->second;
+      target.name = name;
+    }
+  }
+  if (!target) error = "unknown task '" + name + "'";
+  return target;
+}
+
 // Checks a (sub-)message and finds its task; on failure returns an empty Target and sets
 // `error`.
 Target resolve(const json& message, const CommandTasks* commands, std::string& error) {
@@ -164,18 +179,8 @@ Target resolve(const json& message, const CommandTasks* commands, std::string& e
       error = std::string("field 'task' must be a string, got ") + t->type_name();
       return {};
     }
-    const std::string& name = t->get_ref<const std::string&>();
-    target.entry = find_task(name);
-    if (target.entry == nullptr && commands != nullptr) {
-      if (auto c = commands->find(name); c != commands->end()) {
-        target.command = &c->second;
-        target.name = name;
-      }
-    }
-    if (!target) {
-      error = "unknown task '" + name + "'";
-      return {};
-    }
+    target = find_target(t->get_ref<const std::string&>(), commands, error);
+    if (!target) return {};
   }
   if (auto a = message.find("args"); a != message.end() && !a->is_array()) {
     error = std::string("field 'args' must be an array, got ") + a->type_name();
@@ -349,7 +354,7 @@ class Loop {
     }
   }
 
-  Outcome invoke(const Target& target, const json& message, const std::string& uuid) {
+  Outcome invoke(const Target& target, const TaskMessage& message, const std::string& uuid) {
     TaskContext ctx(message, uuid, s_.worker_id, &g_cancel, control_fn_);
     try {
       if (target.command != nullptr)
@@ -404,7 +409,24 @@ class Loop {
         exit_code_ = write_failure_code();
       return;
     }
-    if (auto tp = ipc::decode_task(frame.payload)) {
+    // The common case takes main's one-pass scan instead of a parse: a task that never asks
+    // for its args, kwargs or message (a no-op, say) never pays for a JSON tree. Callbacks,
+    // errbacks, the self-check and worker hooks that want the message take the parsed path.
+    const WorkerHooks& hooks = worker_hooks();
+    std::optional<TaskMessage> lazy;
+    std::string name;
+    const auto tp = ipc::decode_task(frame.payload);
+    std::optional<ScannedTask> scanned;
+    if (tp && !hooks.before_task && !hooks.after_task) scanned = scan_task_message(tp->body);
+    if (scanned && !scanned->needs_tree) {
+      lazy.emplace(tp->body, tp->uuid, tp->channel);
+      if (!tp->uuid.empty())
+        uuid = std::string(tp->uuid);
+      else if (scanned->fields.uuid)
+        uuid = *scanned->fields.uuid;
+      name = std::move(scanned->fields.task);
+      target = find_target(name, s_.command_tasks, out.error);
+    } else if (tp) {
       message = json::parse(tp->body, nullptr, /*allow_exceptions=*/false);
       // Text that is not JSON is a bare task name (upstream-spec §2.1), should main pass one.
       if (message.is_discarded()) message = json{{"task", std::string(tp->body)}};
@@ -415,28 +437,29 @@ class Loop {
           uuid = u->get<std::string>();
       }
       target = resolve(message, s_.command_tasks, out.error);
+      name = task_name(message);
     } else {
       out.error = "malformed task frame";
+      name = task_name(message);
     }
-    const std::string name = task_name(message);
     if (target) {
       show_title(name, uuid);
       LOG_DEBUG("Worker " << s_.worker_id << " running task " << name << " (uuid=" << uuid << ")");
       call_hook("before_task", [&](const WorkerHooks& h) {
         if (h.before_task) h.before_task(message);
       });
-      out = invoke(target, message, uuid);
+      out = lazy ? invoke(target, *lazy, uuid) : invoke(target, TaskMessage(message), uuid);
     } else {
       out.status = TaskStatus::kFailed;
     }
     if (out.status == TaskStatus::kFailed) {
       LOG_ERROR("Worker " << s_.worker_id << " failed to run task " << name << " (uuid=" << uuid
                           << "): " << out.error);
-      run_followups(message, "errbacks", uuid, name);
+      if (!lazy) run_followups(message, "errbacks", uuid, name);
     } else if (out.status == TaskStatus::kCancelled) {
       LOG_DEBUG("Worker " << s_.worker_id << " task " << name << " (uuid=" << uuid << ") canceled");
     }
-    run_followups(message, "callbacks", uuid, name);
+    if (!lazy) run_followups(message, "callbacks", uuid, name);
     if (target) {
       call_hook("after_task", [&](const WorkerHooks& h) {
         if (h.after_task) h.after_task(message, out.value);
@@ -479,7 +502,7 @@ class Loop {
       std::string error;
       Outcome r;
       if (const Target t = resolve(sub, s_.command_tasks, error)) {
-        r = invoke(t, sub, uuid);
+        r = invoke(t, TaskMessage(sub), uuid);
       } else {
         r.status = TaskStatus::kFailed;
         r.error = std::move(error);

@@ -105,6 +105,20 @@ TEST(MessageScan, Spec2_2_ReadsEveryField) {
   EXPECT_FALSE(s->fields.on_duplicate_unknown);
 }
 
+TEST(MessageScan, Spec7_10_FollowupsAndSelfCheckNeedTheParsedMessage) {
+  for (const char* text :
+       {R"({"task": "a", "callbacks": [{"task": "b"}]})", R"({"task": "a", "errbacks": []})",
+        R"({"task": "a", "self_check": true})"}) {
+    auto s = scan_task_message(text);
+    ASSERT_TRUE(s) << text;
+    EXPECT_TRUE(s->needs_tree) << text;
+  }
+  auto plain =
+      scan_task_message(R"({"task": "a", "callbacks": null, "errbacks": null, "args": [1]})");
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->needs_tree);
+}
+
 TEST(MessageScan, Spec8_1_IdentityIgnoresKeyOrderAndNumberSpelling) {
   auto a = scan_task_message(R"({"task": "t", "args": [1, 2.0], "kwargs": {"a": 1, "b": [2]}})");
   auto b =

@@ -19,6 +19,9 @@ constexpr int kScanMaxDepth = 64;
 struct ScannedTask {
   TaskFields fields;           ///< as read_task_fields() would return them
   std::uint64_t identity = 0;  ///< as identity_hash() would return it
+  /// The message has non-null `callbacks` or `errbacks`, or a `self_check` key: a worker
+  /// needs the parsed object for those.
+  bool needs_tree = false;
 };
 
 /// Reads a well-formed task message straight from its text. Returns nullopt, and the caller

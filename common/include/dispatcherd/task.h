@@ -30,12 +30,33 @@ namespace dispatcherd {
 /// ABI version of the registry; task libraries built against another version are refused.
 /// Bump it whenever a change here (TaskContext's layout, TaskFn, register_task) would break a
 /// library built against the old header.
-constexpr int kTaskAbiVersion = 1;
+constexpr int kTaskAbiVersion = 2;
 
 /// Thrown by TaskContext::check_cancelled(); reported as a cancel, not a failure.
 class TaskCancelled : public std::exception {
  public:
   const char* what() const noexcept override { return "task cancelled"; }
+};
+
+/// A task's message as its TaskContext sees it: a parsed object, or the text of one, parsed
+/// only when the task first asks for args(), kwargs() or message() (a task that needs neither
+/// never pays for the parse).
+class TaskMessage {
+ public:
+  /// Refers to `parsed`, which must outlive this.
+  explicit TaskMessage(const nlohmann::json& parsed) : parsed_(&parsed) {}
+  /// Refers to `body`, the text of a JSON object; `uuid` and `channel`, when not empty, are set
+  /// in the parsed object (main assigns them). All three must outlive this.
+  TaskMessage(std::string_view body, std::string_view uuid, std::string_view channel)
+      : body_(body), uuid_(uuid), channel_(channel) {}
+  /// The message object, parsed now if not yet (text that is not an object gives {}).
+  const nlohmann::json& get() const;
+
+ private:
+  const nlohmann::json* parsed_ = nullptr;
+  std::string_view body_, uuid_, channel_;
+  mutable nlohmann::json owned_;
+  mutable bool parsed_body_ = false;
 };
 
 /// What a running task knows about itself and may ask of the service.
@@ -46,19 +67,25 @@ class TaskContext {
   using ControlFn = std::function<nlohmann::json(const std::string&, const nlohmann::json&)>;
 
   /// Built by the worker for each task; `cancel_flag` is set asynchronously on cancel.
+  /// `message` must outlive the context.
+  TaskContext(const TaskMessage& message, std::string uuid, int worker_id,
+              const volatile int* cancel_flag, ControlFn control);
+  /// The same for a parsed message, which must outlive the context.
   TaskContext(const nlohmann::json& message, std::string uuid, int worker_id,
               const volatile int* cancel_flag, ControlFn control);
+  TaskContext(const TaskContext&) = delete;  // message_ may point into the object itself
+  TaskContext& operator=(const TaskContext&) = delete;
 
   /// The task's uuid ("<unknown>" if the message had none).
   const std::string& uuid() const { return uuid_; }
   /// The id of the worker running it.
   int worker_id() const { return worker_id_; }
   /// Positional arguments (an array, [] when absent).
-  const nlohmann::json& args() const { return args_; }
+  const nlohmann::json& args() const;
   /// Keyword arguments (an object, {} when absent).
-  const nlohmann::json& kwargs() const { return kwargs_; }
-  /// The whole message as received.
-  const nlohmann::json& message() const { return message_; }
+  const nlohmann::json& kwargs() const;
+  /// The whole message as received, with the uuid and channel main assigned.
+  const nlohmann::json& message() const { return message_->get(); }
   /// True once a cancel or timeout was requested for this task.
   bool cancelled() const { return cancel_flag_ && *cancel_flag_ != 0; }
   /// Throws TaskCancelled when cancelled(); call it at safe points of long work.
@@ -70,11 +97,10 @@ class TaskContext {
                          const nlohmann::json& data = nlohmann::json::object());
 
  private:
-  const nlohmann::json& message_;
+  TaskMessage own_;  // for the parsed-message constructor
+  const TaskMessage* message_;
   std::string uuid_;
   int worker_id_;
-  nlohmann::json args_;
-  nlohmann::json kwargs_;
   const volatile int* cancel_flag_;
   ControlFn control_;
 };
