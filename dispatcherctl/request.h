@@ -62,7 +62,14 @@ class ReplyCollector {
 
  private:
   std::vector<nlohmann::json> replies_;
-  dispatcherd::ChunkAccumulator chunks_;
+  // Looser bounds than the service's: these are answers this process asked for, and a
+  // `running` listing of a 100k-task queue is ~30 MB (the service's 16 MB bound refused it).
+  dispatcherd::ChunkAccumulator chunks_{
+      dispatcherd::ChunkAccumulator::Limits{.timeout_seconds = 1800,
+                                            .max_messages = 1000,
+                                            .max_bytes = std::size_t{1} << 30,
+                                            .max_message_bytes = std::size_t{1} << 30,
+                                            .max_total = 1000000}};
 };
 
 }  // namespace dispatcherctl

@@ -19,6 +19,15 @@ nlohmann::json message_of(const QueuedTask& t) {
   return m;
 }
 
+// The same for a delayed message (a task or a control request).
+nlohmann::json delayed_json(const Delayed& d) {
+  nlohmann::json m = nlohmann::json::parse(d.message.body(), nullptr, false);
+  if (!m.is_object()) return message_of(d.message);
+  m["uuid"] = d.message.uuid();
+  if (!d.message.channel().empty()) m["channel"] = d.message.channel();
+  return m;
+}
+
 }  // namespace
 
 std::vector<ListedMessage> Service::messages() const {
@@ -35,33 +44,51 @@ std::vector<ListedMessage> Service::messages() const {
   });
   i = 0;
   delayer_.for_each([&](const Delayed& d) {
-    nlohmann::json m = nlohmann::json::parse(d.message.body(), nullptr, false);
-    if (!m.is_object()) m = message_of(d.message);
-    m["uuid"] = d.message.uuid();
-    if (!d.message.channel().empty()) m["channel"] = d.message.channel();
-    out.emplace_back("delayed-" + std::to_string(i++), m);
+    out.emplace_back("delayed-" + std::to_string(i++), delayed_json(d));
   });
   return out;
 }
 
 std::vector<ListedMessage> Service::cancel(const TaskFilter& filter) {
-  // What matched, listed as it was before anything was removed (§4.4).
+  // What matched, listed as it was before anything was removed (§4.4), keyed by position as
+  // messages() keys it. Only a task whose name and uuid may pass is parsed, so cancelling by
+  // task or uuid in a long queue parses just the candidates.
   std::vector<ListedMessage> matched;
-  for (auto& entry : messages())
-    if (filter.matches(entry.second)) matched.push_back(entry);
-  auto match = [&](const QueuedTask& t) { return filter.matches(message_of(t)); };
+  auto match = [&](const QueuedTask& t) {
+    return filter.may_match(t.task(), t.uuid()) && filter.matches(message_of(t));
+  };
+  for (auto [id, t] : pool_->running())
+    if (match(*t)) matched.emplace_back("worker-" + std::to_string(id), message_of(*t));
+  std::size_t i = 0;
+  pool_->blocker().for_each_held([&](const QueuedTask& t) {
+    if (match(t)) matched.emplace_back("blocked-" + std::to_string(i), message_of(t));
+    ++i;
+  });
+  i = 0;
+  pool_->for_each_queued([&](const QueuedTask& t) {
+    if (match(t)) matched.emplace_back("queued-" + std::to_string(i), message_of(t));
+    ++i;
+  });
+  auto delayed_match = [&](const Delayed& d) {
+    if (!filter.may_match(d.message.task(), d.message.uuid())) return false;
+    nlohmann::json m = nlohmann::json::parse(d.message.body(), nullptr, false);
+    if (!m.is_object()) return false;
+    m["uuid"] = d.message.uuid();
+    if (!d.message.channel().empty()) m["channel"] = d.message.channel();
+    return filter.matches(m);
+  };
+  i = 0;
+  delayer_.for_each([&](const Delayed& d) {
+    if (delayed_match(d)) matched.emplace_back("delayed-" + std::to_string(i), delayed_json(d));
+    ++i;
+  });
   std::vector<std::string> running;
   for (auto [id, t] : pool_->running())
     if (match(*t)) running.push_back(std::string(t->uuid()));
   for (const std::string& uuid : running) pool_->cancel_running(uuid);
   std::vector<QueuedTask> unstarted = pool_->remove_held(match);
   for (QueuedTask& t : pool_->remove_queued(match)) unstarted.push_back(std::move(t));
-  for (Delayed& d : delayer_.remove_if([&](const Delayed& d) {
-         nlohmann::json m = nlohmann::json::parse(d.message.body(), nullptr, false);
-         if (!m.is_object()) return false;
-         m["uuid"] = d.message.uuid();
-         return filter.matches(m);
-       }))
+  for (Delayed& d : delayer_.remove_if(delayed_match))
     if (!d.is_control) unstarted.push_back(std::move(d.message));
   arm_delay_timer();
   // Tasks removed before they started ended too: as cancelled, so that every received task

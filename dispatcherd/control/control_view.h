@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,9 @@ struct TaskFilter {
   static TaskFilter from(const nlohmann::json& control_data);
   /// True when `message` (a task message object) passes.
   bool matches(const nlohmann::json& message) const;
+  /// False when a message with this `task` name and `uuid` cannot pass, whatever its args
+  /// and kwargs: lets a cancel skip parsing most of a long queue.
+  bool may_match(std::string_view task_name, std::string_view task_uuid) const;
 };
 
 /// One listed message: its key ("worker-0", "blocked-1", "queued-0", "delayed-2") and the

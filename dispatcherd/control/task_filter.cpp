@@ -65,4 +65,14 @@ bool TaskFilter::matches(const nlohmann::json& message) const {
   return true;
 }
 
+bool TaskFilter::may_match(std::string_view task_name, std::string_view task_uuid) const {
+  // A held message's task and uuid are strings, so only an equal string filter can pass.
+  for (const auto& [expected, actual] :
+       {std::pair{&task, task_name}, std::pair{&uuid, task_uuid}}) {
+    if (expected->is_null()) continue;
+    if (!expected->is_string() || expected->get_ref<const std::string&>() != actual) return false;
+  }
+  return true;
+}
+
 }  // namespace dispatcherd

@@ -119,6 +119,19 @@ TEST(CtlReplies, ChunksCountOnlyWhenComplete) {
   EXPECT_EQ(c.chunk_errors(), 1u);
 }
 
+TEST(CtlReplies, Spec4_2_ReplyLargerThanTheServiceMessageBoundIsAssembled) {
+  // `running` over a 100k-task queue answers ~30 MB; the service's own 16 MB bound on
+  // incoming messages must not apply to the replies dispatcherctl asked for.
+  json big = {{"node_id", "n"}, {"blob", std::string(20u << 20, 'x')}};
+  auto pieces = dispatcherd::split_message(big.dump(), 1u << 20);
+  ASSERT_TRUE(pieces.ok());
+  ReplyCollector c;
+  for (const auto& p : *pieces) c.add(p, 0);
+  ASSERT_EQ(c.replies().size(), 1u);
+  EXPECT_EQ(c.replies()[0]["blob"].get_ref<const std::string&>().size(), 20u << 20);
+  EXPECT_EQ(c.chunk_errors(), 0u);
+}
+
 TEST(CtlReplies, SatisfiedNeverForZeroExpected) {
   ReplyCollector c;
   EXPECT_FALSE(c.satisfied(0));

@@ -54,6 +54,21 @@ TEST(TaskFilter, Spec4_4_MissingKeyNeverMatchesATruthyValue) {
   EXPECT_FALSE(TaskFilter::from({{"uuid", "u1"}}).matches(json::array()));
 }
 
+TEST(TaskFilter, Spec4_4_MayMatchRulesOutOnlyWhatMatchesWouldRefuse) {
+  auto f = TaskFilter::from(json{{"task", "a.b"}, {"uuid", "u1"}});
+  EXPECT_TRUE(f.may_match("a.b", "u1"));
+  EXPECT_FALSE(f.may_match("a.c", "u1"));
+  EXPECT_FALSE(f.may_match("a.b", "u2"));
+  // args/kwargs are left to matches().
+  auto by_args = TaskFilter::from(json{{"args", {1}}});
+  EXPECT_TRUE(by_args.may_match("anything", "any"));
+  // A non-string task filter can never equal a message's task name.
+  auto numeric = TaskFilter::from(json{{"task", 5}});
+  EXPECT_FALSE(numeric.may_match("5", "u"));
+  EXPECT_FALSE(numeric.matches(json{{"task", "5"}, {"uuid", "u"}}));
+  EXPECT_TRUE(TaskFilter::from(json::object()).may_match("", ""));
+}
+
 TEST(TaskFilter, NonObjectControlDataFiltersNothing) {
   EXPECT_TRUE(TaskFilter::from(json::array({"uuid", "x"})).matches(kMessage));
   EXPECT_TRUE(TaskFilter::from(json("u1")).matches(kMessage));
