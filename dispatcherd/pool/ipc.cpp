@@ -95,6 +95,17 @@ std::string encode_task(const TaskPayload& t) {
   return out;
 }
 
+void append_task_frame(std::string& out, std::uint64_t seq, const TaskPayload& t) {
+  const std::size_t len = 12 + t.uuid.size() + t.channel.size() + t.body.size();
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(len));
+  put<std::uint16_t>(out, static_cast<std::uint16_t>(FrameType::kTask));
+  put<std::uint16_t>(out, 0);  // flags, reserved
+  put<std::uint64_t>(out, seq);
+  put_str(out, t.uuid);
+  put_str(out, t.channel);
+  put_str(out, t.body);
+}
+
 std::optional<TaskPayload> decode_task(std::string_view payload) {
   TaskPayload t;
   if (!get_str(payload, t.uuid) || !get_str(payload, t.channel) || !get_str(payload, t.body) ||

@@ -67,6 +67,9 @@ struct TaskPayload {
   std::string_view body;     ///< the message JSON text
 };
 std::string encode_task(const TaskPayload& t);
+/// Appends a whole kTask frame carrying `t` to `out`: the same bytes as append_frame() with
+/// encode_task(), without building the payload on its own first.
+void append_task_frame(std::string& out, std::uint64_t seq, const TaskPayload& t);
 /// Views into `payload`; nullopt when malformed.
 std::optional<TaskPayload> decode_task(std::string_view payload);
 

@@ -392,6 +392,13 @@ void WorkerPool::send(Worker& w, ipc::FrameType type, std::uint64_t seq, std::st
   if (was_empty) on_writable(w);
 }
 
+void WorkerPool::send_task(Worker& w, std::uint64_t seq, const QueuedTask& t) {
+  if (!w.to.valid()) return;
+  bool was_empty = w.out.empty();
+  ipc::append_task_frame(w.out, seq, {t.uuid(), t.channel(), t.body()});
+  if (was_empty) on_writable(w);
+}
+
 void WorkerPool::on_writable(Worker& w) {
   while (!w.out.empty() && w.to.valid()) {
     ssize_t n = ::write(w.to.get(), w.out.data(), w.out.size());
@@ -430,8 +437,7 @@ void WorkerPool::dispatch(Worker& w, QueuedTask t) {
   w.seq += 1;
   w.current = std::move(t);
   start_current(w);
-  const QueuedTask& c = *w.current;
-  send(w, ipc::FrameType::kTask, w.seq, ipc::encode_task({c.uuid(), c.channel(), c.body()}));
+  send_task(w, w.seq, *w.current);
 }
 
 // Bookkeeping for the moment w.current starts: its timeout clock and the start hook.
@@ -478,8 +484,7 @@ void WorkerPool::prefetch_to_busy_workers() {
     w.next = std::move(queue_.front());
     queue_.pop_front();
     ++prefetched_;
-    const QueuedTask& t = *w.next;
-    send(w, ipc::FrameType::kTask, w.seq + 1, ipc::encode_task({t.uuid(), t.channel(), t.body()}));
+    send_task(w, w.seq + 1, *w.next);
   }
 }
 

@@ -156,6 +156,8 @@ class WorkerPool {
   void handle_done(Worker& w, ipc::Frame& f);
   void finish_task(Worker& w, TaskOutcome outcome, const ipc::DonePayload* done);
   void send(Worker& w, ipc::FrameType type, std::uint64_t seq, std::string_view payload);
+  // Sends task `t` as frame `seq`, encoded straight into the worker's output buffer.
+  void send_task(Worker& w, std::uint64_t seq, const QueuedTask& t);
   void dispatch(Worker& w, QueuedTask t);
   void prefetch_to_busy_workers();
   bool expected_short(const Worker& w, MonoTime now) const;

@@ -122,6 +122,15 @@ TEST(Ipc, TaskPayloadRoundTrips) {
   EXPECT_EQ(t->body, body);
 }
 
+TEST(Ipc, TaskFrameIsTheFrameOfTheEncodedTask) {
+  const std::string body = R"({"task":"dispatcherd.builtin.noop"})";
+  std::string direct = "prefix";
+  append_task_frame(direct, 42, {"uuid-1", "chan", body});
+  std::string composed = "prefix";
+  append_frame(composed, FrameType::kTask, 42, encode_task({"uuid-1", "chan", body}));
+  EXPECT_EQ(direct, composed);
+}
+
 TEST(Ipc, TruncatedOrPaddedTaskPayloadIsRejected) {
   std::string enc = encode_task({"uuid-1", "ch", "{}"});
   for (std::size_t n = 0; n < enc.size(); ++n)
