@@ -2,10 +2,21 @@
 
 #include <utility>
 
+#include "dispatcherd/libpq_api.h"
 #include "dispatcherd/log.h"
 
 namespace dispatcherd {
 namespace {
+
+// libpq is reached through the dlopen'ed table (libpq_api.h), not linked: a service with only
+// the socket broker never loads its ~25 libraries, and one with pg_notify has loaded it while
+// checking the conninfo at config load. Every call below is on a PGconn, which exists only
+// once connect() has loaded the table, so this cannot fail where it is used.
+const LibPq& pq() {
+  auto loaded = libpq();
+  DISPATCHERD_ASSERT(loaded.ok());
+  return *loaded.value();
+}
 
 // libpq messages end with a newline and may span lines ("...\n\tIs the server running...");
 // one log line each reads better, so line breaks and their indentation become one space.
@@ -24,22 +35,22 @@ std::string trimmed(const char* text) {
 }
 
 struct PgResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
+  void operator()(PGresult* r) const { pq().PQclear(r); }
 };
 struct PgNotifyDeleter {
-  void operator()(PGnotify* n) const { PQfreemem(n); }
+  void operator()(PGnotify* n) const { pq().PQfreemem(n); }
 };
 
 PgCommandResult to_command_result(const PGresult* r) {
   PgCommandResult out;
-  ExecStatusType st = PQresultStatus(r);
+  ExecStatusType st = pq().PQresultStatus(r);
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_SINGLE_TUPLE) {
     out.ok = true;
-    if (PQntuples(r) > 0 && PQnfields(r) > 0 && !PQgetisnull(r, 0, 0))
-      out.value = PQgetvalue(r, 0, 0);
+    if (pq().PQntuples(r) > 0 && pq().PQnfields(r) > 0 && !pq().PQgetisnull(r, 0, 0))
+      out.value = pq().PQgetvalue(r, 0, 0);
   } else {
-    out.error = trimmed(PQresultErrorMessage(r));
-    if (out.error.empty()) out.error = PQresStatus(st);
+    out.error = trimmed(pq().PQresultErrorMessage(r));
+    if (out.error.empty()) out.error = pq().PQresStatus(st);
   }
   return out;
 }
@@ -95,16 +106,20 @@ void PgConnection::connect() {
   keys.push_back(nullptr);
   values.push_back(nullptr);
   // NOTE: for a host *name* this resolves it with a blocking getaddrinfo() (see header).
-  conn_ = PQconnectStartParams(keys.data(), values.data(), 1);
-  state_ = State::Connecting;
   std::string early_error;
-  if (!conn_) {
-    early_error = "out of memory allocating a libpq connection";
+  if (auto loaded = libpq(); !loaded.ok()) {
+    early_error = loaded.error().message;  // conn_ stays null: nothing else calls libpq
   } else {
-    // Set at once so notices during start-up reach our log, not stderr.
-    PQsetNoticeProcessor(conn_, &PgConnection::notice_processor, this);
-    if (PQstatus(conn_) == CONNECTION_BAD) early_error = trimmed(PQerrorMessage(conn_));
+    conn_ = pq().PQconnectStartParams(keys.data(), values.data(), 1);
+    if (!conn_) {
+      early_error = "out of memory allocating a libpq connection";
+    } else {
+      // Set at once so notices during start-up reach our log, not stderr.
+      pq().PQsetNoticeProcessor(conn_, &PgConnection::notice_processor, this);
+      if (pq().PQstatus(conn_) == CONNECTION_BAD) early_error = trimmed(pq().PQerrorMessage(conn_));
+    }
   }
+  state_ = State::Connecting;
   if (!early_error.empty()) {
     // connect() promises never to report from inside itself (the owner may not expect the
     // re-entrancy), so the failure is delivered on the next turn.
@@ -127,7 +142,7 @@ void PgConnection::watch_socket(std::uint32_t events) {
   // SSL retry), and the new one may reuse the fd number: always drop the old registration
   // and add the current socket afresh.
   if (fd_ >= 0) loop_.unwatch(fd_);
-  fd_ = conn_ ? PQsocket(conn_) : -1;
+  fd_ = conn_ ? pq().PQsocket(conn_) : -1;
   watched_ = events;
   if (fd_ < 0) return;
   loop_.watch(fd_, events, [this](std::uint32_t ev) { on_io(ev); });
@@ -142,13 +157,13 @@ void PgConnection::on_io(std::uint32_t events) {
   std::uint64_t gen = generation_;
   if ((events & kWritable) && !flush_output()) return;
   if (events & (kReadable | kError | kHangup)) {
-    if (!PQconsumeInput(conn_)) {
-      fail(trimmed(PQerrorMessage(conn_)));
+    if (!pq().PQconsumeInput(conn_)) {
+      fail(trimmed(pq().PQerrorMessage(conn_)));
       return;
     }
   }
-  if (PQstatus(conn_) == CONNECTION_BAD) {
-    fail(trimmed(PQerrorMessage(conn_)));
+  if (pq().PQstatus(conn_) == CONNECTION_BAD) {
+    fail(trimmed(pq().PQerrorMessage(conn_)));
     return;
   }
   if (!process_results() || gen != generation_) return;
@@ -156,7 +171,7 @@ void PgConnection::on_io(std::uint32_t events) {
 }
 
 void PgConnection::on_connect_event() {
-  switch (PQconnectPoll(conn_)) {
+  switch (pq().PQconnectPoll(conn_)) {
     case PGRES_POLLING_READING:
       watch_socket(kReadable);
       return;
@@ -164,7 +179,7 @@ void PgConnection::on_connect_event() {
       watch_socket(kWritable);
       return;
     case PGRES_POLLING_FAILED:
-      fail(trimmed(PQerrorMessage(conn_)));
+      fail(trimmed(pq().PQerrorMessage(conn_)));
       return;
     case PGRES_POLLING_OK:
       break;
@@ -177,8 +192,8 @@ void PgConnection::on_connect_event() {
   // Non-blocking from now on: PQsendQuery* and PQflush return instead of waiting. Pipeline
   // mode lets several statements (each with its own Sync, so its own transaction) be in
   // flight without a round trip each.
-  if (PQsetnonblocking(conn_, 1) != 0 || PQenterPipelineMode(conn_) != 1) {
-    fail("cannot set up connection: " + trimmed(PQerrorMessage(conn_)));
+  if (pq().PQsetnonblocking(conn_, 1) != 0 || pq().PQenterPipelineMode(conn_) != 1) {
+    fail("cannot set up connection: " + trimmed(pq().PQerrorMessage(conn_)));
     return;
   }
   state_ = State::Ready;
@@ -208,10 +223,10 @@ void PgConnection::pump_queue() {
     for (auto& p : cmd.params) values.push_back(p.c_str());
     // Text parameters, text results. A Sync after each statement ends its implicit
     // transaction, which is what keeps identical NOTIFY payloads from being collapsed.
-    if (PQsendQueryParams(conn_, cmd.sql.c_str(), static_cast<int>(values.size()), nullptr,
-                          values.data(), nullptr, nullptr, 0) != 1 ||
-        PQpipelineSync(conn_) != 1) {
-      fail("cannot send command: " + trimmed(PQerrorMessage(conn_)));
+    if (pq().PQsendQueryParams(conn_, cmd.sql.c_str(), static_cast<int>(values.size()), nullptr,
+                               values.data(), nullptr, nullptr, 0) != 1 ||
+        pq().PQpipelineSync(conn_) != 1) {
+      fail("cannot send command: " + trimmed(pq().PQerrorMessage(conn_)));
       return;
     }
     in_flight_.push_back(std::move(cmd));
@@ -222,9 +237,9 @@ void PgConnection::pump_queue() {
 }
 
 bool PgConnection::flush_output() {
-  int r = PQflush(conn_);
+  int r = pq().PQflush(conn_);
   if (r < 0) {
-    fail("cannot write to server: " + trimmed(PQerrorMessage(conn_)));
+    fail("cannot write to server: " + trimmed(pq().PQerrorMessage(conn_)));
     return false;
   }
   want_write_ = r == 1;
@@ -246,8 +261,8 @@ bool PgConnection::process_results() {
   int nulls = 0;
   // PQgetResult blocks when a result is incomplete, even in non-blocking mode, so it is only
   // called while PQisBusy() says a result (or the NULL ending one) is ready.
-  while (!in_flight_.empty() && !PQisBusy(conn_)) {
-    std::unique_ptr<PGresult, PgResultDeleter> res(PQgetResult(conn_));
+  while (!in_flight_.empty() && !pq().PQisBusy(conn_)) {
+    std::unique_ptr<PGresult, PgResultDeleter> res(pq().PQgetResult(conn_));
     if (!res) {
       // Pipeline mode ends each statement's results with one NULL; two in a row means libpq
       // has nothing more for us right now.
@@ -257,7 +272,7 @@ bool PgConnection::process_results() {
     nulls = 0;
     ResultCallback cb;
     PgCommandResult out;
-    if (PQresultStatus(res.get()) == PGRES_PIPELINE_SYNC) {
+    if (pq().PQresultStatus(res.get()) == PGRES_PIPELINE_SYNC) {
       Command done = std::move(in_flight_.front());
       in_flight_.pop_front();
       if (done.reported || !done.cb) continue;
@@ -275,8 +290,8 @@ bool PgConnection::process_results() {
     cb(out);
     if (weak.expired() || gen != generation_) return false;
   }
-  if (PQstatus(conn_) == CONNECTION_BAD) {
-    fail(trimmed(PQerrorMessage(conn_)));
+  if (pq().PQstatus(conn_) == CONNECTION_BAD) {
+    fail(trimmed(pq().PQerrorMessage(conn_)));
     return false;
   }
   pump_queue();  // answered statements made room in the pipeline
@@ -296,7 +311,7 @@ void PgConnection::drain_notifications() {
       schedule_drain();
       return;
     }
-    std::unique_ptr<PGnotify, PgNotifyDeleter> note(PQnotifies(conn_));
+    std::unique_ptr<PGnotify, PgNotifyDeleter> note(pq().PQnotifies(conn_));
     if (!note) {
       backlog_pending_ = false;
       return;
@@ -330,12 +345,13 @@ void PgConnection::teardown(const char* goodbye_sql) {
   if (conn_) {
     if (goodbye_sql && state_ == State::Ready) {
       // Best effort, never waited for: closing the session unlistens anyway.
-      if (PQsendQueryParams(conn_, goodbye_sql, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
-          PQpipelineSync(conn_) == 1) {
-        PQflush(conn_);
+      if (pq().PQsendQueryParams(conn_, goodbye_sql, 0, nullptr, nullptr, nullptr, nullptr, 0) ==
+              1 &&
+          pq().PQpipelineSync(conn_) == 1) {
+        pq().PQflush(conn_);
       }
     }
-    PQfinish(conn_);
+    pq().PQfinish(conn_);
     conn_ = nullptr;
   }
   state_ = State::Closed;
@@ -377,7 +393,7 @@ void PgConnection::fail(const std::string& reason) {
 
 std::optional<int> PgConnection::backend_pid() const {
   if (state_ != State::Ready || !conn_) return std::nullopt;
-  return PQbackendPID(conn_);
+  return pq().PQbackendPID(conn_);
 }
 
 void PgConnection::notice_processor(void* /*arg*/, const char* message) {

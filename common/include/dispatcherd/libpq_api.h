@@ -1,11 +1,13 @@
 #pragma once
-// libpq for the client side (PgConn, the Publisher, dispatcherctl, the config's conninfo
-// check), reached through a table of function pointers that dlopen/dlsym fill on first use
-// instead of a link-time dependency. Linking libpq pulls ~25 shared libraries (krb5, ldap,
-// gnutls, ssl...) whose relocation costs every dispatcherctl start ~10 M instructions, even
-// for commands that never talk to Postgres. Where libpq is linked anyway (the service and
-// its broker, library mode) dlopen returns the copy already loaded. <libpq-fe.h> is here for
-// the types, constants and function signatures only: nothing below references a symbol.
+// libpq for every caller in this tree (PgConn, the Publisher, dispatcherctl, the config's
+// conninfo check, the service's pg_notify broker), reached through a table of function
+// pointers that dlopen/dlsym fill on first use instead of a link-time dependency. Linking
+// libpq pulls ~25 shared libraries (krb5, ldap, gnutls, ssl...) whose loading and relocation
+// cost every start ~390 page faults, ~17 ms on a 2-core VM: dispatcherctl commands that never
+// talk to Postgres and a service with only the socket broker do not pay it, and a service
+// with pg_notify pays it once its config names a Postgres. Where libpq is linked anyway
+// (library mode, tests) dlopen returns the copy already loaded. <libpq-fe.h> is here for the
+// types, constants and function signatures only: nothing below references a symbol.
 
 #include <libpq-fe.h>
 
@@ -13,9 +15,16 @@
 
 namespace dispatcherd {
 
-// Every libpq function the client side calls. Adding one here is all a new call needs.
+// Every libpq function this tree calls. Adding one here is all a new call needs.
 #define DISPATCHERD_LIBPQ_FUNCTIONS(X) \
   X(PQconnectdbParams)                 \
+  X(PQconnectStartParams)              \
+  X(PQconnectPoll)                     \
+  X(PQbackendPID)                      \
+  X(PQntuples)                         \
+  X(PQnfields)                         \
+  X(PQgetisnull)                       \
+  X(PQgetvalue)                        \
   X(PQstatus)                          \
   X(PQerrorMessage)                    \
   X(PQsetNoticeProcessor)              \
@@ -42,7 +51,7 @@ namespace dispatcherd {
   X(PQconninfoParse)                   \
   X(PQconninfoFree)
 
-/// The libpq functions the client side uses; each member is named and typed like the
+/// The libpq functions this tree uses; each member is named and typed like the
 /// function it points to (`pq.PQstatus(conn)`). All non-null once loaded.
 struct LibPq {
 #define DISPATCHERD_LIBPQ_MEMBER(name) decltype(&::name) name = nullptr;
