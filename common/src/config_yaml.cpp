@@ -2,36 +2,24 @@
 
 #include "config_yaml.h"
 
+#include "dispatcherd/pyyaml_resolver.h"
+
 #include <charconv>
 #include <cmath>
 #include <limits>
 #include <map>
-#include <regex>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 namespace dispatcherd::config_detail {
 namespace {
 
-// PyYAML's implicit resolvers (yaml/resolver.py, YAML 1.1). Null is left to yaml-cpp,
-// whose plain-null set (~, null, Null, NULL, empty) is the same.
-const std::regex& bool_re() {
-  static const std::regex re(
-      "yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF");
-  return re;
-}
-const std::regex& int_re() {
-  static const std::regex re(
-      "[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+"
-      "|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+");
-  return re;
-}
-const std::regex& float_re() {
-  static const std::regex re(
-      "[-+]?(?:[0-9][0-9_]*)\\.[0-9_]*(?:[eE][-+][0-9]+)?|\\.[0-9_]+(?:[eE][-+][0-9]+)?"
-      "|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\\.[0-9_]*|[-+]?\\.(?:inf|Inf|INF)|\\.(?:nan|NaN|NAN)");
-  return re;
-}
+// PyYAML's implicit resolvers (pyyaml_resolver.h). Null is left to yaml-cpp, whose plain-null
+// set (~, null, Null, NULL, empty) is the same.
+using pyyaml::is_bool;
+using pyyaml::is_float;
+using pyyaml::is_int;
 
 // Splits off the sign and removes the `_` digit separators YAML 1.1 allows.
 std::string strip(std::string_view s, bool& negative) {
@@ -46,7 +34,7 @@ std::string strip(std::string_view s, bool& negative) {
   return out;
 }
 
-// Text already matched int_re(); nullopt on overflow.
+// Text already matched is_int(); nullopt on overflow.
 std::optional<std::int64_t> parse_int(std::string_view text) {
   bool negative = false;
   std::string s = strip(text, negative);
@@ -83,7 +71,7 @@ std::optional<std::int64_t> parse_int(std::string_view text) {
   return static_cast<std::int64_t>(mag);
 }
 
-// Text already matched float_re().
+// Text already matched is_float().
 double parse_float(std::string_view text) {
   bool negative = false;
   std::string s = strip(text, negative);
@@ -132,11 +120,12 @@ Kind kind_of(const YAML::Node& n) {
   // yaml-cpp tags quoted scalars "!"; an explicit !!str is a string too.
   if (n.Tag() == "!" || n.Tag() == "tag:yaml.org,2002:str") return Kind::String;
   const std::string& s = n.Scalar();
-  // libstdc++'s regex recurses per character; no bool or number is this long anyway.
+  // No bool or number is this long (kept from the std::regex days, when a long scalar cost
+  // deep recursion; it still spares scanning a long string).
   if (s.size() > 100) return Kind::String;
-  if (std::regex_match(s, bool_re())) return Kind::Bool;
-  if (std::regex_match(s, int_re())) return Kind::Int;
-  if (std::regex_match(s, float_re())) return Kind::Float;
+  if (is_bool(s)) return Kind::Bool;
+  if (is_int(s)) return Kind::Int;
+  if (is_float(s)) return Kind::Float;
   return Kind::String;
 }
 
