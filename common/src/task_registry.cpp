@@ -62,7 +62,7 @@ std::vector<std::string> registered_task_names() {
   return names;
 }
 
-const nlohmann::json& TaskMessage::get() const {
+const nlohmann::json& TaskInput::get() const {
   if (parsed_) return *parsed_;
   if (!parsed_body_) {
     parsed_body_ = true;
@@ -74,7 +74,7 @@ const nlohmann::json& TaskMessage::get() const {
   return owned_;
 }
 
-TaskContext::TaskContext(const TaskMessage& message, std::string uuid, int worker_id,
+TaskContext::TaskContext(const TaskInput& message, std::string uuid, int worker_id,
                          const volatile int* cancel_flag, ControlFn control)
     : own_({}, {}, {}),
       message_(&message),

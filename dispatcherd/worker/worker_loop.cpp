@@ -354,7 +354,7 @@ class Loop {
     }
   }
 
-  Outcome invoke(const Target& target, const TaskMessage& message, const std::string& uuid) {
+  Outcome invoke(const Target& target, const TaskInput& message, const std::string& uuid) {
     TaskContext ctx(message, uuid, s_.worker_id, &g_cancel, control_fn_);
     try {
       if (target.command != nullptr)
@@ -413,7 +413,7 @@ class Loop {
     // for its args, kwargs or message (a no-op, say) never pays for a JSON tree. Callbacks,
     // errbacks, the self-check and worker hooks that want the message take the parsed path.
     const WorkerHooks& hooks = worker_hooks();
-    std::optional<TaskMessage> lazy;
+    std::optional<TaskInput> lazy;
     std::string name;
     const auto tp = ipc::decode_task(frame.payload);
     std::optional<ScannedTask> scanned;
@@ -448,7 +448,7 @@ class Loop {
       call_hook("before_task", [&](const WorkerHooks& h) {
         if (h.before_task) h.before_task(message);
       });
-      out = lazy ? invoke(target, *lazy, uuid) : invoke(target, TaskMessage(message), uuid);
+      out = lazy ? invoke(target, *lazy, uuid) : invoke(target, TaskInput(message), uuid);
     } else {
       out.status = TaskStatus::kFailed;
     }
@@ -502,7 +502,7 @@ class Loop {
       std::string error;
       Outcome r;
       if (const Target t = resolve(sub, s_.command_tasks, error)) {
-        r = invoke(t, TaskMessage(sub), uuid);
+        r = invoke(t, TaskInput(sub), uuid);
       } else {
         r.status = TaskStatus::kFailed;
         r.error = std::move(error);

@@ -80,17 +80,17 @@ TEST(Registry, ContextExposesArgsKwargsAndTheCancelFlag) {
 
 TEST(Registry, Design10_ContextOverMessageTextParsesItOnceWithUuidAndChannelSet) {
   const std::string body = R"({"task": "x", "uuid": "old", "args": [1], "kwargs": {"k": 2}})";
-  TaskMessage text(body, "new", "chan");
+  TaskInput text(body, "new", "chan");
   TaskContext ctx(text, "new", 0, nullptr, nullptr);
   EXPECT_EQ(ctx.args(), json({1}));
   EXPECT_EQ(ctx.kwargs(), json({{"k", 2}}));
   EXPECT_EQ(ctx.message()["uuid"], "new");
   EXPECT_EQ(ctx.message()["channel"], "chan");
   EXPECT_EQ(&ctx.message(), &text.get());  // parsed once, kept
-  TaskMessage no_extra(body, "", "");
+  TaskInput no_extra(body, "", "");
   EXPECT_EQ(no_extra.get()["uuid"], "old");
   EXPECT_FALSE(no_extra.get().contains("channel"));
-  TaskMessage not_object("[1]", "", "");
+  TaskInput not_object("[1]", "", "");
   TaskContext defaults(not_object, "u", 0, nullptr, nullptr);
   EXPECT_EQ(defaults.args(), json::array());
   EXPECT_EQ(defaults.kwargs(), json::object());

@@ -40,14 +40,15 @@ class TaskCancelled : public std::exception {
 
 /// A task's message as its TaskContext sees it: a parsed object, or the text of one, parsed
 /// only when the task first asks for args(), kwargs() or message() (a task that needs neither
-/// never pays for the parse).
-class TaskMessage {
+/// never pays for the parse). Not to be confused with publish.h's TaskMessage, what a
+/// publisher sends.
+class TaskInput {
  public:
   /// Refers to `parsed`, which must outlive this.
-  explicit TaskMessage(const nlohmann::json& parsed) : parsed_(&parsed) {}
+  explicit TaskInput(const nlohmann::json& parsed) : parsed_(&parsed) {}
   /// Refers to `body`, the text of a JSON object; `uuid` and `channel`, when not empty, are set
   /// in the parsed object (main assigns them). All three must outlive this.
-  TaskMessage(std::string_view body, std::string_view uuid, std::string_view channel)
+  TaskInput(std::string_view body, std::string_view uuid, std::string_view channel)
       : body_(body), uuid_(uuid), channel_(channel) {}
   /// The message object, parsed now if not yet (text that is not an object gives {}).
   const nlohmann::json& get() const;
@@ -68,7 +69,7 @@ class TaskContext {
 
   /// Built by the worker for each task; `cancel_flag` is set asynchronously on cancel.
   /// `message` must outlive the context.
-  TaskContext(const TaskMessage& message, std::string uuid, int worker_id,
+  TaskContext(const TaskInput& message, std::string uuid, int worker_id,
               const volatile int* cancel_flag, ControlFn control);
   /// The same for a parsed message, which must outlive the context.
   TaskContext(const nlohmann::json& message, std::string uuid, int worker_id,
@@ -97,8 +98,8 @@ class TaskContext {
                          const nlohmann::json& data = nlohmann::json::object());
 
  private:
-  TaskMessage own_;  // for the parsed-message constructor
-  const TaskMessage* message_;
+  TaskInput own_;  // for the parsed-message constructor
+  const TaskInput* message_;
   std::string uuid_;
   int worker_id_;
   const volatile int* cancel_flag_;
