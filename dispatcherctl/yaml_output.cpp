@@ -10,9 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "dispatcherd/utf8.h"
+
 namespace dispatcherctl {
 namespace {
 
+using dispatcherd::append_utf8;
 using json = nlohmann::json;
 
 constexpr int kBestIndent = 2;
@@ -53,24 +56,6 @@ std::u32string decode_utf8(std::string_view s) {
     i += ok ? len : 1;
   }
   return out;
-}
-
-void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
 }
 
 // ScalarAnalysis of emitter.py (allow_double_quoted is always true and left out).

@@ -96,6 +96,13 @@ void hash_value(text::IdentityHasher& h, const json& v, int depth) {
 
 }  // namespace
 
+std::optional<OnDuplicate> on_duplicate_from_name(std::string_view name) {
+  for (OnDuplicate d :
+       {OnDuplicate::Parallel, OnDuplicate::Discard, OnDuplicate::Serial, OnDuplicate::QueueOne})
+    if (on_duplicate_name(d) == name) return d;
+  return std::nullopt;
+}
+
 std::string_view on_duplicate_name(OnDuplicate d) {
   switch (d) {
     case OnDuplicate::Discard:
@@ -198,14 +205,8 @@ Result<TaskFields> read_task_fields(const json& obj) {
   if (const auto od = obj.find("on_duplicate"); od != obj.end() && !od->is_null()) {
     if (!od->is_string()) return Error{field_error("on_duplicate", "a string", *od)};
     const auto& name = od->get_ref<const std::string&>();
-    if (name == "parallel") {
-      f.on_duplicate = OnDuplicate::Parallel;
-    } else if (name == "discard") {
-      f.on_duplicate = OnDuplicate::Discard;
-    } else if (name == "serial") {
-      f.on_duplicate = OnDuplicate::Serial;
-    } else if (name == "queue_one") {
-      f.on_duplicate = OnDuplicate::QueueOne;
+    if (auto known = on_duplicate_from_name(name)) {
+      f.on_duplicate = *known;
     } else {
       f.on_duplicate = OnDuplicate::Parallel;
       f.on_duplicate_unknown = true;

@@ -5,6 +5,7 @@
 #include <string>
 #include <system_error>
 
+#include "dispatcherd/utf8.h"
 #include "identity_hasher.h"
 #include "json_text.h"
 
@@ -73,24 +74,6 @@ int hex_digit(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
-}
-
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 // A recursive-descent validator over the text. Every method returns false at the first thing
@@ -184,14 +167,8 @@ class Scanner {
         if (literal("null")) return true;
         std::string_view v;
         if (!string_value(v)) return false;
-        if (v == "parallel") {
-          fields.on_duplicate = OnDuplicate::Parallel;
-        } else if (v == "discard") {
-          fields.on_duplicate = OnDuplicate::Discard;
-        } else if (v == "serial") {
-          fields.on_duplicate = OnDuplicate::Serial;
-        } else if (v == "queue_one") {
-          fields.on_duplicate = OnDuplicate::QueueOne;
+        if (auto known = on_duplicate_from_name(v)) {
+          fields.on_duplicate = *known;
         } else {
           fields.on_duplicate = OnDuplicate::Parallel;
           fields.on_duplicate_unknown = true;

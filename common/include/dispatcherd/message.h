@@ -19,6 +19,8 @@ enum class OnDuplicate { Parallel, Discard, Serial, QueueOne };
 
 /// Name of a policy as on the wire ("parallel", ...).
 std::string_view on_duplicate_name(OnDuplicate d);
+/// The policy named `name` on the wire; nullopt for a name that is none of them.
+std::optional<OnDuplicate> on_duplicate_from_name(std::string_view name);
 
 /// Deepest array/object nesting accepted in JSON text. Deeper documents are refused before
 /// parsing, because dump(), == and our hash recurse and would overflow the stack.
