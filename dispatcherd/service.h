@@ -76,6 +76,8 @@ class Service : public ControlView {
 
  private:
   void process(Broker* from, nlohmann::json obj, std::string body, std::string_view origin);
+  // messages(), or only those passing `filter` (keys as messages() gives them).
+  std::vector<ListedMessage> listed(const TaskFilter* filter) const;
   // The task branch of process(): `fields` read and checked, `body` the text a worker gets.
   void accept_task(TaskFields fields, std::uint64_t identity, std::string_view body,
                    std::string_view origin);

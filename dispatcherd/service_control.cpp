@@ -1,6 +1,8 @@
 // The Service as control commands see it (ControlView): listings, cancel, status objects.
 #include <unistd.h>
 
+#include <optional>
+
 #include "dispatcherd/brokers/broker.h"
 #include "dispatcherd/control_protocol.h"
 #include "dispatcherd/service.h"
@@ -19,10 +21,11 @@ nlohmann::json message_of(const QueuedTask& t) {
   return m;
 }
 
-// The same for a delayed message (a task or a control request).
-nlohmann::json delayed_json(const Delayed& d) {
+// A delayed message's object (a task or a control request) with its uuid and channel;
+// nullopt when its text is not a JSON object.
+std::optional<nlohmann::json> delayed_object(const Delayed& d) {
   nlohmann::json m = nlohmann::json::parse(d.message.body(), nullptr, false);
-  if (!m.is_object()) return message_of(d.message);
+  if (!m.is_object()) return std::nullopt;
   m["uuid"] = d.message.uuid();
   if (!d.message.channel().empty()) m["channel"] = d.message.channel();
   return m;
@@ -31,57 +34,46 @@ nlohmann::json delayed_json(const Delayed& d) {
 }  // namespace
 
 std::vector<ListedMessage> Service::messages() const {
+  return listed(nullptr);
+}
+
+std::vector<ListedMessage> Service::listed(const TaskFilter* filter) const {
+  // Keys count every held message of their kind, listed or not. With a filter, only a message
+  // whose task name and uuid may pass is parsed, so a cancel by task or uuid in a long queue
+  // parses just the candidates.
   std::vector<ListedMessage> out;
-  for (auto [id, t] : pool_->running())
-    out.emplace_back("worker-" + std::to_string(id), message_of(*t));
+  auto add = [&](const char* kind, std::size_t index, const QueuedTask& t) {
+    if (filter && !filter->may_match(t.task(), t.uuid())) return;
+    nlohmann::json m = message_of(t);
+    if (!filter || filter->matches(m)) out.emplace_back(kind + std::to_string(index), std::move(m));
+  };
+  for (auto [id, t] : pool_->running()) add("worker-", static_cast<std::size_t>(id), *t);
   std::size_t i = 0;
-  pool_->blocker().for_each_held([&](const QueuedTask& t) {
-    out.emplace_back("blocked-" + std::to_string(i++), message_of(t));
-  });
+  pool_->blocker().for_each_held([&](const QueuedTask& t) { add("blocked-", i++, t); });
   i = 0;
-  pool_->for_each_queued([&](const QueuedTask& t) {
-    out.emplace_back("queued-" + std::to_string(i++), message_of(t));
-  });
+  pool_->for_each_queued([&](const QueuedTask& t) { add("queued-", i++, t); });
   i = 0;
   delayer_.for_each([&](const Delayed& d) {
-    out.emplace_back("delayed-" + std::to_string(i++), delayed_json(d));
+    const std::size_t index = i++;
+    if (filter && !filter->may_match(d.message.task(), d.message.uuid())) return;
+    std::optional<nlohmann::json> m = delayed_object(d);
+    if (filter && !(m && filter->matches(*m))) return;  // a filter never matches a non-object
+    out.emplace_back("delayed-" + std::to_string(index), m ? std::move(*m) : message_of(d.message));
   });
   return out;
 }
 
 std::vector<ListedMessage> Service::cancel(const TaskFilter& filter) {
-  // What matched, listed as it was before anything was removed (§4.4), keyed by position as
-  // messages() keys it. Only a task whose name and uuid may pass is parsed, so cancelling by
-  // task or uuid in a long queue parses just the candidates.
-  std::vector<ListedMessage> matched;
+  // What matched, listed as it was before anything was removed (§4.4).
+  std::vector<ListedMessage> matched = listed(&filter);
   auto match = [&](const QueuedTask& t) {
     return filter.may_match(t.task(), t.uuid()) && filter.matches(message_of(t));
   };
-  for (auto [id, t] : pool_->running())
-    if (match(*t)) matched.emplace_back("worker-" + std::to_string(id), message_of(*t));
-  std::size_t i = 0;
-  pool_->blocker().for_each_held([&](const QueuedTask& t) {
-    if (match(t)) matched.emplace_back("blocked-" + std::to_string(i), message_of(t));
-    ++i;
-  });
-  i = 0;
-  pool_->for_each_queued([&](const QueuedTask& t) {
-    if (match(t)) matched.emplace_back("queued-" + std::to_string(i), message_of(t));
-    ++i;
-  });
   auto delayed_match = [&](const Delayed& d) {
     if (!filter.may_match(d.message.task(), d.message.uuid())) return false;
-    nlohmann::json m = nlohmann::json::parse(d.message.body(), nullptr, false);
-    if (!m.is_object()) return false;
-    m["uuid"] = d.message.uuid();
-    if (!d.message.channel().empty()) m["channel"] = d.message.channel();
-    return filter.matches(m);
+    std::optional<nlohmann::json> m = delayed_object(d);
+    return m && filter.matches(*m);
   };
-  i = 0;
-  delayer_.for_each([&](const Delayed& d) {
-    if (delayed_match(d)) matched.emplace_back("delayed-" + std::to_string(i), delayed_json(d));
-    ++i;
-  });
   std::vector<std::string> running;
   for (auto [id, t] : pool_->running())
     if (match(*t)) running.push_back(std::string(t->uuid()));
