@@ -91,7 +91,10 @@ int run_service(int argc, char** argv) {
     print_task_names();
     return 0;
   }
-  auto loaded = load_config(path);
+  // The service checks the pg_notify conninfo with libpq when it starts that broker (see
+  // Service::start); --check-config checks everything now.
+  auto loaded =
+      load_config(path, opt.check_config ? ConninfoCheck::AtLoad : ConninfoCheck::Deferred);
   if (!loaded) {
     std::fprintf(stderr, "%s\n", loaded.error().message.c_str());
     return 1;
@@ -162,6 +165,12 @@ int run_service(int argc, char** argv) {
     sd_notify("STOPPING=1");
     service.stop([&] { loop.stop(); });
   };
+  int exit_code = 0;
+  service.on_fatal([&](const Error& e) {
+    std::fprintf(stderr, "%s\n", e.message.c_str());
+    exit_code = 1;
+    stop();
+  });
   loop.on_signal(SIGTERM, [&](const signalfd_siginfo&) { stop(); });
   loop.on_signal(SIGINT, [&](const signalfd_siginfo&) { stop(); });
   loop.on_signal(SIGCHLD, [&](const signalfd_siginfo&) {
@@ -203,7 +212,7 @@ int run_service(int argc, char** argv) {
   loop.run();
   LOG_INFO("dispatcherd stopped");
   log::flush_pending();
-  return 0;
+  return exit_code;
 }
 
 }  // namespace dispatcherd

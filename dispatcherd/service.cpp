@@ -1,5 +1,6 @@
 #include "dispatcherd/service.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "dispatcherd/brokers/pg_notify_broker.h"
@@ -75,7 +76,10 @@ Service::Service(EventLoop& loop, const Config& config, WorkerLauncher& launcher
   hooks.finished = [this](const QueuedTask& t, TaskOutcome o, const ipc::DonePayload* d, int w) {
     task_finished(t, o, d, w);
   };
-  hooks.started = [this](const QueuedTask& t, MonoTime now) { task_started(t, now); };
+  hooks.started = [this](const QueuedTask& t, MonoTime now) {
+    task_started(t, now);
+    start_late_brokers_in(0);
+  };
   hooks.control = [this](int, std::string_view request) { return bind_control(request); };
   pool_ = std::make_unique<WorkerPool>(loop_, launcher, pool_options(config_), std::move(hooks));
 
@@ -86,9 +90,14 @@ Service::Service(EventLoop& loop, const Config& config, WorkerLauncher& launcher
       on_payload(*self, origin, payload);
     };
     std::unique_ptr<Broker> b;
-    if (name == "pg_notify" && config_.pg_notify.enabled)
-      b = std::make_unique<PgNotifyBroker>(loop_, config_.pg_notify, sink);
-    else if (name == "socket" && config_.socket.enabled)
+    if (name == "pg_notify" && config_.pg_notify.enabled) {
+      PgNotifyBrokerOptions options;
+      options.config_error = [this](const Error& e) {
+        if (fatal_) fatal_(e);
+      };
+      b = std::make_unique<PgNotifyBroker>(loop_, config_.pg_notify, sink, std::move(options));
+      if (config_.pg_notify.conninfo_source.pending) late_brokers_.push_back(b.get());
+    } else if (name == "socket" && config_.socket.enabled)
       b = std::make_unique<SocketBroker>(loop_, config_.socket,
                                          SocketBroker::Limits::from(config_.extensions), sink);
     if (!b) continue;
@@ -117,6 +126,7 @@ Service::Service(EventLoop& loop, const Config& config, WorkerLauncher& launcher
 
 Service::~Service() {
   if (delay_timer_) loop_.cancel(delay_timer_);
+  if (late_timer_) loop_.cancel(late_timer_);
 }
 
 Status Service::listen() {
@@ -129,8 +139,14 @@ Status Service::listen() {
 void Service::start() {
   if (http_) http_->start();
   pool_->start();
-  for (auto& b : brokers_) b->start();
+  for (auto& b : brokers_)
+    if (std::find(late_brokers_.begin(), late_brokers_.end(), b.get()) == late_brokers_.end())
+      b->start();
   for (auto& p : producers_) p->start();
+  // Starting a late broker loads libpq, ~10-15 ms of main's time on a small VM. On-start tasks
+  // need only a worker: the load waits until the first is handed out, so that it overlaps the
+  // task (and the other workers' start) instead of delaying it.
+  start_late_brokers_in(pool_->queued_count() == 0 ? 0 : kLateBrokerBound);
   LOG_INFO("Dispatcherd node_id=" << node_id_ << " running forever, or until shutdown command");
 }
 
@@ -138,6 +154,9 @@ void Service::stop(std::function<void()> done) {
   if (stopping_) return;
   stopping_ = true;
   LOG_INFO("Received exit signal");
+  if (late_timer_) loop_.cancel(late_timer_);
+  late_timer_ = 0;
+  late_brokers_.clear();
   for (auto& b : brokers_) b->stop();
   for (auto& p : producers_) p->stop();
   MonoTime now = loop_.now();
@@ -149,6 +168,20 @@ void Service::stop(std::function<void()> done) {
   pool_->shutdown(config_.extensions.shutdown_timeout_seconds, [this, done = std::move(done)] {
     if (http_) http_->stop();
     done();
+  });
+}
+
+void Service::start_late_brokers_in(double delay) {
+  if (late_brokers_.empty() || stopping_) return;
+  const MonoTime due = loop_.now() + delay;
+  if (late_timer_ && due >= late_due_) return;
+  if (late_timer_) loop_.cancel(late_timer_);
+  late_due_ = due;
+  late_timer_ = loop_.after(delay, [this] {
+    late_timer_ = 0;
+    std::vector<Broker*> late;
+    late.swap(late_brokers_);
+    for (Broker* b : late) b->start();
   });
 }
 

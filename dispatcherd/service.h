@@ -45,8 +45,13 @@ class Service : public ControlView {
   /// Start-up checks that must stop the program (e.g. the socket path is taken by a live
   /// service). Call before start().
   Status listen();
-  /// Starts metrics, the pool, every broker and every producer (§9 order).
+  /// Starts metrics, the pool, every broker and every producer (§9 order). A pg_notify broker
+  /// whose conninfo check was deferred (ConninfoCheck::Deferred) starts once the first queued
+  /// task is handed to a worker, at once when none waits, or after kLateBrokerBound.
   void start();
+  /// Called when start-up fails after start(): the deferred conninfo check failed
+  /// (`file:line:col: message`). The caller stops the service and exits 1.
+  void on_fatal(std::function<void(const Error&)> fn) { fatal_ = std::move(fn); }
   /// Graceful stop (§7.8): stop receiving, abandon delayed tasks (logged), let running tasks
   /// finish within the bound, then cancel and kill; `done` runs once every worker exited.
   void stop(std::function<void()> done);
@@ -91,6 +96,9 @@ class Service : public ControlView {
   std::string bind_control(std::string_view request_json);
   void setup_metrics();
   void expire_chunks();
+  // Starts the brokers start() held back after `delay` seconds (0: the next loop turn), unless
+  // they are due sooner already.
+  void start_late_brokers_in(double delay);
 
   EventLoop& loop_;
   Config config_;
@@ -106,6 +114,13 @@ class Service : public ControlView {
   ServiceCounters counters_;
   log::Level last_set_level_{0};
   bool stopping_ = false;
+  std::function<void(const Error&)> fatal_;
+  // Brokers whose start loads libpq, held back by start() (see there).
+  std::vector<Broker*> late_brokers_;
+  EventLoop::TimerId late_timer_ = 0;
+  MonoTime late_due_ = 0;
+  /// Longest that start() holds back a broker for a queued task, when no worker comes up.
+  static constexpr double kLateBrokerBound = 0.5;
 
   // Metrics (service_metrics.cpp).
   metrics::Registry registry_;

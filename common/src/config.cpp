@@ -302,10 +302,11 @@ void load(const std::string& text, const Ctx& c, Config& cfg) {
 
 }  // namespace
 
-Result<Config> load_config_text(const std::string& text, const std::string& name) {
+Result<Config> load_config_text(const std::string& text, const std::string& name,
+                                ConninfoCheck check) {
   Config cfg;
   cfg.path = name;
-  const Ctx c(name, &cfg.warnings);
+  const Ctx c(name, &cfg.warnings, check);
   try {
     load(text, c, cfg);
   } catch (const ConfigError& e) {
@@ -332,7 +333,7 @@ bool apply_conninfo_override(Config& config) {
   return true;
 }
 
-Result<Config> load_config(const std::string& path) {
+Result<Config> load_config(const std::string& path, ConninfoCheck check) {
   auto read_error = [&path](int err) {
     return Error{path + ": cannot read config file: " + std::generic_category().message(err)};
   };
@@ -357,7 +358,7 @@ Result<Config> load_config(const std::string& path) {
     }
   }
   ::close(fd);
-  Result<Config> r = load_config_text(text, path);
+  Result<Config> r = load_config_text(text, path, check);
   if (r.ok()) {
     std::error_code ec;
     std::filesystem::path abs = std::filesystem::absolute(path, ec);

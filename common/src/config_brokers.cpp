@@ -1,6 +1,7 @@
 // The brokers: section (upstream-spec §3.1.1 pg_notify, §3.2 socket). The pg_notify
 // `config` mapping is turned into one libpq conninfo string the way psycopg does it, and
-// checked with libpq at load time so a typo fails at start-up rather than at connect.
+// checked with libpq (resolve_conninfo) so a typo fails at start-up rather than at connect:
+// at load, or, for the service, when it starts the broker (ConninfoCheck::Deferred).
 
 #include <sys/un.h>
 
@@ -74,45 +75,26 @@ bool libpq_keyword(const LibPq& pq, const std::string& key) {
   return found;
 }
 
-// Like psycopg's make_conninfo(conninfo, **kwargs): the conninfo's parameters, then the
-// other keys of `config` (overriding), as one key=value string.
-std::string build_conninfo(const Ctx& c, const Field& config) {
-  // libpq is loaded with dlopen (dispatcherd/libpq_api.h); only a pg_notify config needs it.
-  auto loaded = libpq();
-  if (!loaded.ok()) c.fail(config, config.path + ": " + loaded.error().message);
-  const LibPq& pq = **loaded;
-  std::vector<std::pair<std::string, std::string>> params;
-  std::optional<std::string> passthrough;
-  bool extra = false;
-  auto set = [&params](const std::string& k, const std::string& v) {
-    for (auto& p : params)
-      if (p.first == k) return void(p.second = v);
-    params.emplace_back(k, v);
-  };
+// Keeps brokers.pg_notify.config's entries with their positions; the checks that need libpq
+// run in resolve_conninfo(), now or (ConninfoCheck::Deferred) when the service starts the broker.
+void collect_conninfo(const Ctx& c, const Field& config, ConninfoSource& src) {
+  src.path = config.path;
+  src.at = c.where(config.value.Mark());
   for (const Field& f : c.any_fields(config.value, config.path)) {
+    std::string value;
     if (f.key == "conninfo") {
-      std::string error;
-      std::string text = c.get_string(f);
-      auto parsed = parse_conninfo(pq, text, error);
-      if (!parsed) c.fail(f, "invalid " + f.path + ": " + error);
-      if (!parsed->empty()) passthrough = text;
-      for (auto& [k, v] : *parsed) set(k, v);
+      value = c.get_string(f);
     } else if (f.key == "autocommit") {
       (void)c.get_bool(f);  // connections are always in autocommit mode anyway (§3.1.1)
-    } else if (kind_of(f.value) != Kind::Null) {  // psycopg drops None-valued kwargs
-      if (!libpq_keyword(pq, f.key))
-        c.fail(f.key_node.Mark(),
-               "unknown libpq connection parameter '" + excerpt(f.key) + "' in " + config.path);
-      set(f.key, c.get_scalar_text(f));
-      extra = true;
+      continue;
+    } else if (kind_of(f.value) == Kind::Null) {
+      continue;  // psycopg drops None-valued kwargs
+    } else {
+      value = c.get_scalar_text(f);
     }
+    src.entries.push_back(
+        {f.key, f.path, std::move(value), c.where(f.key_node.Mark()), c.where(f.value.Mark())});
   }
-  // As psycopg: without extra keys the conninfo is used verbatim (only checked above).
-  if (passthrough && !extra) return *passthrough;
-  std::string out;
-  for (const auto& [k, v] : params) out += (out.empty() ? "" : " ") + k + "=" + conninfo_value(v);
-  if (out.empty()) c.fail(config, config.path + " gives no connection parameters (set conninfo)");
-  return out;
 }
 
 void load_pg_notify(const Ctx& c, const Field& section, PgNotifyConfig& pg) {
@@ -156,7 +138,12 @@ void load_pg_notify(const Ctx& c, const Field& section, PgNotifyConfig& pg) {
           "config is required)";
     c.fail(section.key_node.Mark(), msg);
   }
-  pg.conninfo = build_conninfo(c, *config);
+  collect_conninfo(c, *config, pg.conninfo_source);
+  if (c.conninfo_check() == ConninfoCheck::Deferred) {
+    pg.conninfo_source.pending = true;
+  } else if (Status st = resolve_conninfo(pg); !st) {
+    throw ConfigError(st.error().message);
+  }
   // The self-check rules of §3.1.1, with upstream's wording.
   if (!pg.max_connection_idle_seconds) {
     pg.max_self_check_message_age_seconds.reset();
@@ -210,3 +197,54 @@ void load_brokers(const Ctx& c, const Field& section, Config& cfg) {
 }
 
 }  // namespace dispatcherd::config_detail
+
+namespace dispatcherd {
+
+// Like psycopg's make_conninfo(conninfo, **kwargs): the conninfo's parameters, then the
+// other keys of `config` (overriding), as one key=value string.
+Status resolve_conninfo(PgNotifyConfig& pg) {
+  using config_detail::conninfo_value;
+  using config_detail::excerpt;
+  ConninfoSource& src = pg.conninfo_source;
+  // libpq is loaded with dlopen (dispatcherd/libpq_api.h); only a pg_notify config needs it.
+  auto loaded = libpq();
+  if (!loaded.ok()) return Error{src.at + src.path + ": " + loaded.error().message};
+  const LibPq& pq = **loaded;
+  std::vector<std::pair<std::string, std::string>> params;
+  std::optional<std::string> passthrough;
+  bool extra = false;
+  auto set = [&params](const std::string& k, const std::string& v) {
+    for (auto& p : params)
+      if (p.first == k) return void(p.second = v);
+    params.emplace_back(k, v);
+  };
+  for (const ConninfoSource::Entry& e : src.entries) {
+    if (e.key == "conninfo") {
+      std::string error;
+      auto parsed = config_detail::parse_conninfo(pq, e.value, error);
+      if (!parsed) return Error{e.value_at + "invalid " + e.path + ": " + error};
+      if (!parsed->empty()) passthrough = e.value;
+      for (auto& [k, v] : *parsed) set(k, v);
+    } else {
+      if (!config_detail::libpq_keyword(pq, e.key))
+        return Error{e.key_at + "unknown libpq connection parameter '" + excerpt(e.key) + "' in " +
+                     src.path};
+      set(e.key, e.value);
+      extra = true;
+    }
+  }
+  std::string out;
+  // As psycopg: without extra keys the conninfo is used verbatim (only checked above).
+  if (passthrough && !extra) {
+    out = *passthrough;
+  } else {
+    for (const auto& [k, v] : params) out += (out.empty() ? "" : " ") + k + "=" + conninfo_value(v);
+  }
+  if (out.empty())
+    return Error{src.at + src.path + " gives no connection parameters (set conninfo)"};
+  if (pg.conninfo.empty()) pg.conninfo = std::move(out);  // else DISPATCHERD_PG_CONNINFO set it
+  src.pending = false;
+  return Ok{};
+}
+
+}  // namespace dispatcherd

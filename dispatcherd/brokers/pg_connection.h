@@ -83,6 +83,9 @@ class PgConnection {
   /// later through `connected` or `lost`, never from inside this call.
   void connect();
 
+  /// Replaces the conninfo that the next connect() uses.
+  void set_conninfo(std::string conninfo) { conninfo_ = std::move(conninfo); }
+
   /// Closes now without telling the owner: unwatches, fails pending commands (not_sent) and
   /// PQfinish-es. `goodbye_sql`, when given and connected, is sent best-effort first (never
   /// waited for), e.g. "UNLISTEN *".

@@ -77,6 +77,16 @@ PgNotifyBroker::~PgNotifyBroker() {
 
 void PgNotifyBroker::start() {
   if (started_) return;
+  if (config_.conninfo_source.pending) {
+    if (Status st = resolve_conninfo(config_); !st) {
+      if (options_.config_error)
+        options_.config_error(st.error());
+      else
+        LOG_ERROR("pg_notify: not starting: " << st.error().message);
+      return;
+    }
+    conn_->set_conninfo(config_.conninfo);
+  }
   started_ = true;
   start_time_ = loop_.now();
   begin_connect();

@@ -37,6 +37,9 @@ struct PgNotifyBrokerOptions {
   std::size_t max_queued_bytes = 64u << 20;
   /// Connection tunables (connect timeout, notification budget per turn, pipeline depth).
   PgConnectionOptions connection;
+  /// Called from start() when a config loaded with ConninfoCheck::Deferred fails libpq's
+  /// checks (`file:line:col: message`); the broker then stays stopped.
+  std::function<void(const Error&)> config_error;
 };
 
 /// The pg_notify broker. Single-threaded: all calls on the loop's thread.
@@ -51,7 +54,8 @@ class PgNotifyBroker : public Broker {
 
   /// "pg_notify".
   std::string_view name() const override { return "pg_notify"; }
-  /// Starts connecting; returns at once. Failures are logged and retried forever.
+  /// Starts connecting; returns at once. Failures are logged and retried forever. A deferred
+  /// conninfo is checked and assembled first (this loads libpq); see `config_error`.
   void start() override;
   /// Sends UNLISTEN * best-effort (not waited for), closes the connection, cancels timers.
   /// Unsent replies are dropped (counted).

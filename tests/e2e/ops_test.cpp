@@ -279,6 +279,36 @@ TEST(Ops, Issue6_CheckConfigExitCodes) {
       << missing.second;
 }
 
+TEST(Ops, Design8_BadConninfoStopsTheServiceWithItsPosition) {
+  // The service checks the conninfo with libpq when its pg_notify broker starts, after the
+  // workers (and, with on-start tasks, after the first is handed out): it must still exit 1
+  // with the file:line:col message, and leave no process behind. Without and with on-start.
+  for (const std::string& on_start :
+       {std::string(), std::string("producers:\n  OnStartProducer:\n    task_list:\n"
+                                   "      dispatcherd.builtin.sleep: {args: [0.2]}\n")}) {
+    ServiceProcess svc(R"(version: 2
+service:
+  pool_kwargs: {min_workers: 2}
+brokers:
+  pg_notify:
+    config: {conninfo: "dbname='x"}
+    channels: [c]
+  socket:
+    socket_path: {DIR}/ctl.sock
+)" + on_start);
+    ASSERT_TRUE(svc.start());
+    std::optional<int> status = svc.wait_exit(20);
+    ASSERT_TRUE(status.has_value()) << "still running: " << svc.log();
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << svc.log();
+    EXPECT_NE(svc.log().find("dispatcher.yml:6:24: invalid brokers.pg_notify.config.conninfo: "
+                             "unterminated quoted string"),
+              std::string::npos)
+        << svc.log();
+    EXPECT_TRUE(eventually([&] { return descendants(svc.pid()).empty(); }, 10));
+    EXPECT_FALSE(std::filesystem::exists(svc.dir() + "/ctl.sock"));
+  }
+}
+
 TEST(Ops, Issue6_WorkerTitleShowsItsCurrentTask) {
   REQUIRE_PG();
   const std::string ch = unique_channel("opstitle");

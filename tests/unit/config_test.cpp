@@ -463,6 +463,17 @@ TEST(Config, Design8_BadConfigsFolder) {
     } else {
       EXPECT_EQ(r.error().message, expected) << e.path();
     }
+    // The service's deferred load fails the same way, at load or at resolve_conninfo().
+    Result<Config> d = load_config_text(read_file(e.path()), e.path().filename().string(),
+                                        ConninfoCheck::Deferred);
+    if (d.ok()) {
+      ASSERT_TRUE(d->pg_notify.conninfo_source.pending) << e.path();
+      Status st = resolve_conninfo(d->pg_notify);
+      ASSERT_FALSE(st.ok()) << e.path() << " resolved, expected: " << expected;
+      EXPECT_EQ(st.error().message, expected) << e.path();
+    } else {
+      EXPECT_EQ(d.error().message, expected) << e.path();
+    }
     ++checked;
   }
   EXPECT_GE(checked, 15);
@@ -473,7 +484,34 @@ TEST(Config, Design8_GoodConfigsFolderLoads) {
     if (e.path().extension() != ".yml") continue;
     Result<Config> r = load_config(e.path().string());
     EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+    // Deferred, the same conninfo comes out of resolve_conninfo().
+    Result<Config> d = load_config(e.path().string(), ConninfoCheck::Deferred);
+    ASSERT_TRUE(d.ok()) << d.error().message;
+    ASSERT_EQ(d->pg_notify.conninfo_source.pending, d->pg_notify.enabled) << e.path();
+    if (!d->pg_notify.enabled) continue;
+    EXPECT_TRUE(d->pg_notify.conninfo.empty());
+    ASSERT_TRUE(resolve_conninfo(d->pg_notify).ok()) << e.path();
+    EXPECT_EQ(d->pg_notify.conninfo, r->pg_notify.conninfo) << e.path();
+    EXPECT_FALSE(d->pg_notify.conninfo_source.pending);
   }
+}
+
+TEST(Config, Design8_DeferredConninfoAssemblesLikeTheLoad) {
+  // Parameters override the conninfo's own, in file order, as at load.
+  const std::string text =
+      "version: 2\nbrokers:\n  pg_notify:\n"
+      "    config: {conninfo: 'dbname=x port=1', port: 2, sslmode: null, autocommit: true}\n";
+  Result<Config> d = load_config_text(text, "x.yml", ConninfoCheck::Deferred);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  ASSERT_TRUE(resolve_conninfo(d->pg_notify).ok());
+  EXPECT_EQ(d->pg_notify.conninfo, "dbname=x port=2");
+  // A type error needs no libpq: the deferred load still reports it at once.
+  Result<Config> t =
+      load_config_text("version: 2\nbrokers:\n  pg_notify:\n    config: {conninfo: [a]}\n", "x.yml",
+                       ConninfoCheck::Deferred);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().message,
+            load_err("version: 2\nbrokers:\n  pg_notify:\n    config: {conninfo: [a]}\n"));
 }
 
 TEST(Config, Design8_MissingFile) {
@@ -543,6 +581,18 @@ TEST(Config, Design6_ConninfoFromTheEnvironmentOverridesTheFile) {
   EXPECT_EQ(with_pg.pg_notify.conninfo, "host=db port=5433");
   EXPECT_FALSE(apply_conninfo_override(without_pg));  // no broker to point anywhere
   EXPECT_FALSE(without_pg.pg_notify.enabled);
+  // With the service's deferred check the override wins too, and the file is still checked.
+  Result<Config> d = load_config_text(kPg, "x.yml", ConninfoCheck::Deferred);
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(apply_conninfo_override(*d));
+  ASSERT_TRUE(resolve_conninfo(d->pg_notify).ok());
+  EXPECT_EQ(d->pg_notify.conninfo, "host=db port=5433");
+  Result<Config> bad = load_config_text(
+      "version: 2\nbrokers:\n  pg_notify:\n    config: {conninfo: \"dbname='x\"}\n", "x.yml",
+      ConninfoCheck::Deferred);
+  ASSERT_TRUE(bad.ok());
+  EXPECT_TRUE(apply_conninfo_override(*bad));
+  EXPECT_FALSE(resolve_conninfo(bad->pg_notify).ok());
   ::unsetenv("DISPATCHERD_PG_CONNINFO");
 }
 

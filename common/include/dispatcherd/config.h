@@ -42,12 +42,30 @@ struct MetricsConfig {
   int port = 8070;
 };
 
+/// brokers.pg_notify.config as written, kept for the checks that need libpq
+/// (resolve_conninfo); positions are `file:line:col: ` prefixes.
+struct ConninfoSource {
+  /// One non-null entry (autocommit aside), in file order.
+  struct Entry {
+    std::string key;       ///< "conninfo" or a libpq parameter name
+    std::string path;      ///< e.g. "brokers.pg_notify.config.conninfo"
+    std::string value;     ///< its text
+    std::string key_at;    ///< where the key is
+    std::string value_at;  ///< where the value is
+  };
+  std::vector<Entry> entries;
+  std::string path;      ///< "brokers.pg_notify.config"
+  std::string at;        ///< where the mapping is
+  bool pending = false;  ///< the load left the libpq checks to resolve_conninfo()
+};
+
 /// brokers.pg_notify (§3.1.1).
 struct PgNotifyConfig {
   bool enabled = false;
   /// libpq conninfo assembled from `config` (its `conninfo` plus any other keys as
-  /// key=value parameters); never empty when enabled.
+  /// key=value parameters); never empty when enabled, unless `conninfo_source.pending`.
   std::string conninfo;
+  ConninfoSource conninfo_source;
   std::vector<std::string> channels;
   std::optional<std::string> default_publish_channel;
   std::optional<double> max_connection_idle_seconds = 30.0;        ///< null disables self-checks
@@ -147,15 +165,30 @@ struct Config {
   std::vector<std::string> warnings;
 };
 
+/// When load_config runs libpq's checks of brokers.pg_notify.config (conninfo syntax,
+/// parameter names). They load libpq, which costs a process ~10-15 ms; the service defers
+/// them to the start of its pg_notify broker so that the load overlaps the workers' start.
+enum class ConninfoCheck {
+  AtLoad,    ///< checked and assembled now (the CLI, publishers, --check-config)
+  Deferred,  ///< left to resolve_conninfo(); `pg_notify.conninfo` stays empty until then
+};
+
 /// Loads and validates a config file. The error text is `file:line:col: message`.
-Result<Config> load_config(const std::string& path);
+Result<Config> load_config(const std::string& path, ConninfoCheck check = ConninfoCheck::AtLoad);
 
 /// Same, from text; `name` stands for the file name in messages.
-Result<Config> load_config_text(const std::string& text, const std::string& name);
+Result<Config> load_config_text(const std::string& text, const std::string& name,
+                                ConninfoCheck check = ConninfoCheck::AtLoad);
+
+/// Runs the deferred libpq checks of `pg.conninfo_source` (loading libpq) and assembles
+/// `pg.conninfo` from it, unless DISPATCHERD_PG_CONNINFO already set it. The error is the
+/// `file:line:col: message` that load_config(..., AtLoad) would have returned.
+Status resolve_conninfo(PgNotifyConfig& pg);
 
 /// Applies DISPATCHERD_PG_CONNINFO, when set and non-empty, to brokers.pg_notify.conninfo of a
-/// config that enables pg_notify, so that deployments, `make run` and `make demo` point the
-/// service and dispatcherctl at a database without editing the file. True when it applied.
+/// config that enables pg_notify (the file's conninfo is still checked), so that deployments, `make
+/// run` and `make demo` point the service and dispatcherctl at a database without editing the file.
+/// True when it applied.
 bool apply_conninfo_override(Config& config);
 
 /// Picks the config path like upstream (§5.1): DISPATCHERD_CONFIG_FILE when `cli_path` is
