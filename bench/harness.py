@@ -16,7 +16,7 @@ import psycopg
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHANNEL = "bench"
 NOOP = "dispatcherd.builtin.noop"
-STAMP = struct.Struct("<40sqqii")  # bench/stamp_record.h
+STAMP = struct.Struct("<40sqqiiq")  # bench/stamp_record.h
 
 
 def log(msg):
@@ -283,7 +283,7 @@ def read_stamps(path):
         return []
     out = []
     for i in range(0, len(data) - len(data) % STAMP.size, STAMP.size):
-        u, start, pub, wid, pid = STAMP.unpack_from(data, i)
+        u, start, pub, wid, pid, _added = STAMP.unpack_from(data, i)
         out.append((u.rstrip(b"\0").decode(), start, pub, wid, pid))
     return out
 

@@ -2,10 +2,13 @@
 // measures per task
 //   publish → start: the task's CLOCK_REALTIME at start minus the publisher's stamp, taken just
 //                    before the statement is sent (carried in kwargs "t_pub_ns");
+//   read → start:    what the service adds: main's read of the notification to the task's
+//                    start (its decode, queue, IPC to a worker, the worker's wake-up and
+//                    decode), from the task's TaskContext::received_at() (the record's added_ns);
 //   receive → start: start minus the moment a bare LISTEN connection of this tool, on the same
-//                    channel, got the notification. The service's main gets the same
-//                    notification at the same moment, so this is the latency the service adds
-//                    (its read, decode, queue, IPC to a worker, and the worker's decode);
+//                    channel, got the notification. Postgres wakes that connection's backend
+//                    and main's separately, so this mixes in their scheduling skew (either way:
+//                    it can be negative); kept for reference;
 //   publish → receive: the transport alone, for reference.
 //
 //   bench_latency --dsn DSN --channel CH --stamp-file F --rate 1000 --count 5000 [--tag T]
@@ -160,10 +163,11 @@ int main(int argc, char** argv) {
   stop = true;
   listener.join();
 
-  std::vector<double> pub_start, recv_start, pub_recv;
+  std::vector<double> pub_start, recv_start, pub_recv, read_start;
   for (const auto& r : mine) {
     long i = index_of(std::string_view(r.uuid, strnlen(r.uuid, sizeof r.uuid)), a.tag);
     pub_start.push_back(static_cast<double>(r.start_ns - r.pub_ns) / 1e3);
+    if (r.added_ns > 0) read_start.push_back(static_cast<double>(r.added_ns) / 1e3);
     std::int64_t rcv = i < a.count ? received[static_cast<std::size_t>(i)] : 0;
     if (rcv > 0) {
       recv_start.push_back(static_cast<double>(r.start_ns - rcv) / 1e3);
@@ -177,6 +181,7 @@ int main(int argc, char** argv) {
                         {"achieved_rate", a.count / publish_s},
                         {"late_sends", late},
                         {"publish_to_start", percentiles(pub_start)},
+                        {"read_to_start", percentiles(read_start)},
                         {"receive_to_start", percentiles(recv_start)},
                         {"publish_to_receive", percentiles(pub_recv)}};
   std::printf("%s\n", out.dump().c_str());

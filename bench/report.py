@@ -91,14 +91,15 @@ def print_table(res, meta):
           f"on {S.POOL} workers; µs")
         p("   publish → start: the task's CLOCK_REALTIME at entry minus the publisher's, taken "
           "just before sending")
-        p("   service adds (stamps): task start minus when a bare LISTEN connection on the same "
-          "channel got the notification")
-        p("   service adds (histogram): dispatcherd_task_start_latency_seconds, main read → "
+        p("   service adds: main's read of the notification → task start, per task "
+          "(TaskContext::received_at)")
+        p("   main's part (histogram): dispatcherd_task_start_latency_seconds, main read → "
           "handed to a worker, bucket-interpolated")
-        p("   transport: publish → that bare LISTEN connection. On a busy machine the bare "
-          "connection may wake later than")
-        p("   main does, and (stamps) then reads low, even below 0; the histogram is main's own "
-          "view but stops at the IPC write.")
+        p("   2nd LISTEN → start: task start minus when a bare LISTEN connection on the same "
+          "channel got the notification;")
+        p("   Postgres wakes its backend and main's separately, so this adds their skew (it can "
+          "be negative). Reference only.")
+        p("   transport: publish → that bare LISTEN connection.")
         p(f"   {'rate':>8}  {'measure':<30} {'p50':<22} {'p99':<24} {'p99.9':<24} target")
         for rate in S.RATES:
             rs = [r for r in rows if r["rate"] == rate]
@@ -107,9 +108,10 @@ def print_table(res, meta):
             achieved = med(r["achieved_rate"] for r in rs)
             lines = [("publish → start", "publish_to_start",
                       f"p50 {T['publish_to_start_p50_us_1000']} at 1,000/s"),
-                     ("service adds (stamps)", "receive_to_start",
+                     ("service adds (read → start)", "read_to_start",
                       f"{T['service_adds_us_1000']} at 1,000/s"),
-                     ("service adds (histogram)", "service_histogram", ""),
+                     ("main's part (histogram)", "service_histogram", ""),
+                     ("2nd LISTEN → start (reference)", "receive_to_start", ""),
                      ("transport (reference)", "publish_to_receive", "")]
             for i, (label, key, target) in enumerate(lines):
                 def q(name):

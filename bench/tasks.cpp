@@ -45,10 +45,14 @@ int stamp_fd(const std::string& path) {
 }
 
 nlohmann::json stamp(dispatcherd::TaskContext& ctx) {
-  timespec now{};
+  timespec now{}, mono{};
   ::clock_gettime(CLOCK_REALTIME, &now);
+  ::clock_gettime(CLOCK_MONOTONIC, &mono);
   bench::StampRecord r{};
   r.start_ns = static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+  if (ctx.received_at() > 0)
+    r.added_ns = static_cast<std::int64_t>(mono.tv_sec) * 1000000000 + mono.tv_nsec -
+                 static_cast<std::int64_t>(ctx.received_at() * 1e9);
   std::strncpy(r.uuid, ctx.uuid().c_str(), sizeof(r.uuid) - 1);
   const nlohmann::json& kw = ctx.kwargs();
   if (auto it = kw.find("t_pub_ns"); it != kw.end() && it->is_number_integer())

@@ -75,22 +75,24 @@ const nlohmann::json& TaskInput::get() const {
 }
 
 TaskContext::TaskContext(const TaskInput& message, std::string uuid, int worker_id,
-                         const volatile int* cancel_flag, ControlFn control)
+                         const volatile int* cancel_flag, ControlFn control, double received_at)
     : own_({}, {}, {}),
       message_(&message),
       uuid_(std::move(uuid)),
       worker_id_(worker_id),
       cancel_flag_(cancel_flag),
-      control_(std::move(control)) {}
+      control_(std::move(control)),
+      received_at_(received_at) {}
 
 TaskContext::TaskContext(const nlohmann::json& message, std::string uuid, int worker_id,
-                         const volatile int* cancel_flag, ControlFn control)
+                         const volatile int* cancel_flag, ControlFn control, double received_at)
     : own_(message),
       message_(&own_),
       uuid_(std::move(uuid)),
       worker_id_(worker_id),
       cancel_flag_(cancel_flag),
-      control_(std::move(control)) {}
+      control_(std::move(control)),
+      received_at_(received_at) {}
 
 // The worker rejects wrongly typed args/kwargs before building a context; the defaults for
 // them anyway mean args() is always an array and kwargs() always an object.

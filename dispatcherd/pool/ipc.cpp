@@ -86,9 +86,13 @@ std::optional<Frame> FrameReader::next() {
   return f;
 }
 
+// A task payload: received_at (8 bytes), then uuid, channel and body, each length-prefixed.
+constexpr std::size_t kTaskFixedBytes = 8 + 12;
+
 std::string encode_task(const TaskPayload& t) {
   std::string out;
-  out.reserve(12 + t.uuid.size() + t.channel.size() + t.body.size());
+  out.reserve(kTaskFixedBytes + t.uuid.size() + t.channel.size() + t.body.size());
+  put<double>(out, t.received_at);
   put_str(out, t.uuid);
   put_str(out, t.channel);
   put_str(out, t.body);
@@ -96,11 +100,12 @@ std::string encode_task(const TaskPayload& t) {
 }
 
 void append_task_frame(std::string& out, std::uint64_t seq, const TaskPayload& t) {
-  const std::size_t len = 12 + t.uuid.size() + t.channel.size() + t.body.size();
+  const std::size_t len = kTaskFixedBytes + t.uuid.size() + t.channel.size() + t.body.size();
   put<std::uint32_t>(out, static_cast<std::uint32_t>(len));
   put<std::uint16_t>(out, static_cast<std::uint16_t>(FrameType::kTask));
   put<std::uint16_t>(out, 0);  // flags, reserved
   put<std::uint64_t>(out, seq);
+  put<double>(out, t.received_at);
   put_str(out, t.uuid);
   put_str(out, t.channel);
   put_str(out, t.body);
@@ -108,8 +113,8 @@ void append_task_frame(std::string& out, std::uint64_t seq, const TaskPayload& t
 
 std::optional<TaskPayload> decode_task(std::string_view payload) {
   TaskPayload t;
-  if (!get_str(payload, t.uuid) || !get_str(payload, t.channel) || !get_str(payload, t.body) ||
-      !payload.empty())
+  if (!get(payload, t.received_at) || !get_str(payload, t.uuid) || !get_str(payload, t.channel) ||
+      !get_str(payload, t.body) || !payload.empty())
     return std::nullopt;
   return t;
 }

@@ -65,6 +65,7 @@ struct TaskPayload {
   std::string_view uuid;     ///< the uuid main assigned or read
   std::string_view channel;  ///< "" when the message came from no channel
   std::string_view body;     ///< the message JSON text
+  double received_at = 0;    ///< CLOCK_MONOTONIC seconds when main read the message (0: unknown)
 };
 std::string encode_task(const TaskPayload& t);
 /// Appends a whole kTask frame carrying `t` to `out`: the same bytes as append_frame() with

@@ -395,7 +395,7 @@ void WorkerPool::send(Worker& w, ipc::FrameType type, std::uint64_t seq, std::st
 void WorkerPool::send_task(Worker& w, std::uint64_t seq, const QueuedTask& t) {
   if (!w.to.valid()) return;
   bool was_empty = w.out.empty();
-  ipc::append_task_frame(w.out, seq, {t.uuid(), t.channel(), t.body()});
+  ipc::append_task_frame(w.out, seq, {t.uuid(), t.channel(), t.body(), t.received_at});
   if (was_empty) on_writable(w);
 }
 

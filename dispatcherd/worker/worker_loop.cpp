@@ -354,8 +354,9 @@ class Loop {
     }
   }
 
-  Outcome invoke(const Target& target, const TaskInput& message, const std::string& uuid) {
-    TaskContext ctx(message, uuid, s_.worker_id, &g_cancel, control_fn_);
+  Outcome invoke(const Target& target, const TaskInput& message, const std::string& uuid,
+                 double received_at = 0) {
+    TaskContext ctx(message, uuid, s_.worker_id, &g_cancel, control_fn_, received_at);
     try {
       if (target.command != nullptr)
         return {TaskStatus::kSucceeded,
@@ -448,7 +449,9 @@ class Loop {
       call_hook("before_task", [&](const WorkerHooks& h) {
         if (h.before_task) h.before_task(message);
       });
-      out = lazy ? invoke(target, *lazy, uuid) : invoke(target, TaskInput(message), uuid);
+      const double received_at = tp ? tp->received_at : 0;
+      out = lazy ? invoke(target, *lazy, uuid, received_at)
+                 : invoke(target, TaskInput(message), uuid, received_at);
     } else {
       out.status = TaskStatus::kFailed;
     }

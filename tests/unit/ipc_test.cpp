@@ -114,20 +114,21 @@ TEST(Ipc, IncompleteHeaderIsNotCorrupt) {
 
 TEST(Ipc, TaskPayloadRoundTrips) {
   const std::string body = R"({"task":"dispatcherd.builtin.noop","args":[1,"ü"]})";
-  std::string enc = encode_task({"uuid-1", "", body});
+  std::string enc = encode_task({"uuid-1", "", body, 98765.125});
   auto t = decode_task(enc);
   ASSERT_TRUE(t.has_value());
   EXPECT_EQ(t->uuid, "uuid-1");
   EXPECT_EQ(t->channel, "");
   EXPECT_EQ(t->body, body);
+  EXPECT_EQ(t->received_at, 98765.125);
 }
 
 TEST(Ipc, TaskFrameIsTheFrameOfTheEncodedTask) {
   const std::string body = R"({"task":"dispatcherd.builtin.noop"})";
   std::string direct = "prefix";
-  append_task_frame(direct, 42, {"uuid-1", "chan", body});
+  append_task_frame(direct, 42, {"uuid-1", "chan", body, 7.5});
   std::string composed = "prefix";
-  append_frame(composed, FrameType::kTask, 42, encode_task({"uuid-1", "chan", body}));
+  append_frame(composed, FrameType::kTask, 42, encode_task({"uuid-1", "chan", body, 7.5}));
   EXPECT_EQ(direct, composed);
 }
 

@@ -46,6 +46,9 @@ json wl_self_kill(TaskContext& ctx) {
 json wl_message(TaskContext& ctx) {
   return ctx.message();
 }
+json wl_received_at(TaskContext& ctx) {
+  return ctx.received_at();
+}
 json wl_control(TaskContext& ctx) {
   return ctx.control("running", {{"task", "x"}});
 }
@@ -73,6 +76,7 @@ DISPATCHERD_TASK("tests.wl.self_cancel", wl_self_cancel);
 DISPATCHERD_TASK("tests.wl.self_kill", wl_self_kill);
 DISPATCHERD_TASK("tests.wl.message", wl_message);
 DISPATCHERD_TASK("tests.wl.control", wl_control);
+DISPATCHERD_TASK("tests.wl.received_at", wl_received_at);
 DISPATCHERD_TASK("tests.wl.throw_int", wl_throw_int);
 DISPATCHERD_TASK("tests.wl.bad_utf8", wl_bad_utf8);
 DISPATCHERD_TASK("tests.wl.dispositions", wl_dispositions);
@@ -123,9 +127,10 @@ class WorkerLoop : public ::testing::Test {
   void task(std::uint64_t seq, const json& body, std::string channel = "") {
     task_text(seq, body.dump(), std::move(channel));
   }
-  void task_text(std::uint64_t seq, const std::string& body, std::string channel = "") {
+  void task_text(std::uint64_t seq, const std::string& body, std::string channel = "",
+                 double received_at = 0) {
     const std::string uuid = "u-" + std::to_string(seq);
-    write_frame(FrameType::kTask, seq, ipc::encode_task({uuid, channel, body}));
+    write_frame(FrameType::kTask, seq, ipc::encode_task({uuid, channel, body, received_at}));
   }
   void stop() { write_frame(FrameType::kStop, 0, ""); }
 
@@ -287,6 +292,18 @@ TEST_F(WorkerLoop, Spec2_3_UuidAndChannelFromTheFrameAreSetInTheMessage) {
   json m = json::parse(out[1].done.result);
   EXPECT_EQ(m["uuid"], "u-7");
   EXPECT_EQ(m["channel"], "chan_a");
+}
+
+TEST_F(WorkerLoop, Design10_TaskSeesWhenMainReadItsMessage) {
+  // Both the scanned and the parsed path (before_task needs the parsed message) pass it on.
+  task_text(1, R"({"task":"tests.wl.received_at"})", "", 12345.25);
+  task_text(2, R"({"task":"tests.wl.received_at","kwargs":{"a":1}})", "", 0.5);
+  stop();
+  EXPECT_EQ(run(), 0);
+  auto out = output();
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(json::parse(out[1].done.result), 12345.25);
+  EXPECT_EQ(json::parse(out[2].done.result), 0.5);
 }
 
 TEST_F(WorkerLoop, InvalidUtf8InAResultIsReplacedNotThrown) {

@@ -117,6 +117,24 @@ TEST_F(PoolTest, Spec7_4_QueuesFifoAndDrainsOnDone) {
   EXPECT_EQ(pool->counters().succeeded, 3u);
 }
 
+TEST_F(PoolTest, Design10_TaskFrameCarriesWhenMainReadTheMessage) {
+  // Queued or sent at once, the worker learns when main read the message (the latency figure).
+  make(opts(1, 1));
+  pool->start();
+  ready(0);
+  QueuedTask a = task("a"), b = task("b");
+  a.received_at = 111.5;
+  b.received_at = 222.25;
+  pool->submit(std::move(a));
+  pool->submit(std::move(b));
+  for (double want : {111.5, 222.25}) {
+    auto f = next_task(0);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(ipc::decode_task(f->payload)->received_at, want);
+    done(0, f->seq);
+  }
+}
+
 TEST_F(PoolTest, Design8_FullQueueDropsAndCounts) {
   make(opts(1, 1, [](PoolOptions& o) { o.max_queued = 3; }));
   pool->start();  // the worker never reports ready: everything queues

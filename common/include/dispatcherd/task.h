@@ -30,7 +30,7 @@ namespace dispatcherd {
 /// ABI version of the registry; task libraries built against another version are refused.
 /// Bump it whenever a change here (TaskContext's layout, TaskFn, register_task) would break a
 /// library built against the old header.
-constexpr int kTaskAbiVersion = 2;
+constexpr int kTaskAbiVersion = 3;
 
 /// Thrown by TaskContext::check_cancelled(); reported as a cancel, not a failure.
 class TaskCancelled : public std::exception {
@@ -68,12 +68,12 @@ class TaskContext {
   using ControlFn = std::function<nlohmann::json(const std::string&, const nlohmann::json&)>;
 
   /// Built by the worker for each task; `cancel_flag` is set asynchronously on cancel.
-  /// `message` must outlive the context.
+  /// `message` must outlive the context. `received_at`: see received_at().
   TaskContext(const TaskInput& message, std::string uuid, int worker_id,
-              const volatile int* cancel_flag, ControlFn control);
+              const volatile int* cancel_flag, ControlFn control, double received_at = 0);
   /// The same for a parsed message, which must outlive the context.
   TaskContext(const nlohmann::json& message, std::string uuid, int worker_id,
-              const volatile int* cancel_flag, ControlFn control);
+              const volatile int* cancel_flag, ControlFn control, double received_at = 0);
   TaskContext(const TaskContext&) = delete;  // message_ may point into the object itself
   TaskContext& operator=(const TaskContext&) = delete;
 
@@ -81,6 +81,10 @@ class TaskContext {
   const std::string& uuid() const { return uuid_; }
   /// The id of the worker running it.
   int worker_id() const { return worker_id_; }
+  /// When the service's main process read this task's message, in CLOCK_MONOTONIC seconds
+  /// (std::chrono::steady_clock's clock on Linux); 0 when not known (callbacks, direct calls).
+  /// Now minus this is how long the task waited: queue, any `delay`, and the hand-over.
+  double received_at() const { return received_at_; }
   /// Positional arguments (an array, [] when absent).
   const nlohmann::json& args() const;
   /// Keyword arguments (an object, {} when absent).
@@ -104,6 +108,7 @@ class TaskContext {
   int worker_id_;
   const volatile int* cancel_flag_;
   ControlFn control_;
+  double received_at_;
 };
 
 /// A task function: returns a JSON result (only logged) or throws to fail.
