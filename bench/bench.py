@@ -267,24 +267,31 @@ class Bench:
 
     # 5 ------------------------------------------------------------------------------------
     def ctl(self):
-        out = {}
         ctl = os.path.join(BUILD, "dispatcherctl", "dispatcherctl")
         with self.service(POOL, name="ctl") as svc:
-            for transport in ("socket", "pg_notify"):
-                argv = [ctl, "running", "--config", svc.config]
-                if transport == "socket":
-                    argv += ["--socket", svc.socket_path]
-                times = []
+            # The socket runs alone: right after a pg_notify run, the exiting Postgres backend
+            # still competes for the CPU. The pg_notify runs alternate with their floor, the
+            # cost of any client that connects per command: a fresh process loading libpq,
+            # connecting and getting its own NOTIFY back.
+            groups = [{"socket": [ctl, "running", "--config", svc.config, "--socket",
+                                  svc.socket_path]},
+                      {"pg_notify": [ctl, "running", "--config", svc.config],
+                       "pg_floor": [tool("bench_pg_roundtrip"), self.pg.dsn]}]
+            out = {}
+            for runs in groups:
+                for name in runs:
+                    out[name] = []
                 for i in range(CTL_RUNS + 1):
-                    t0 = time.perf_counter()
-                    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                    dt = (time.perf_counter() - t0) * 1e3
-                    if p.returncode != 0:
-                        raise RuntimeError(f"dispatcherctl running ({transport}) exited "
-                                           f"{p.returncode}: {p.stderr.decode()[-300:]}")
-                    if i:  # the first run warms the page cache
-                        times.append(dt)
-                out[transport] = times
+                    for name, argv in runs.items():
+                        t0 = time.perf_counter()
+                        p = subprocess.run(argv, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.PIPE)
+                        dt = (time.perf_counter() - t0) * 1e3
+                        if p.returncode != 0:
+                            raise RuntimeError(f"{os.path.basename(argv[0])} ({name}) exited "
+                                               f"{p.returncode}: {p.stderr.decode()[-300:]}")
+                        if i:  # the first run warms the page cache
+                            out[name].append(dt)
         self.results["ctl"] = out
 
     # 6 ------------------------------------------------------------------------------------

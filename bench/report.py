@@ -183,6 +183,9 @@ def print_table(res, meta):
         p(f"   socket     {cell(med(c['socket']), 1):<28} target {T['ctl_socket_ms']} ms")
         p(f"   pg_notify  {cell(med(c['pg_notify']), 1):<28} "
           f"target {T['ctl_pg_notify_ms']} ms")
+        if c.get("pg_floor"):
+            p(f"   floor      {cell(med(c['pg_floor']), 1):<28} a fresh libpq client's connect + "
+              "LISTEN + NOTIFY to itself (bench_pg_roundtrip)")
 
     if "scaling" in res:
         rs = res["scaling"]

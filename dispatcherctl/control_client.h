@@ -20,7 +20,7 @@ struct WaitPolicy {
 };
 
 /// LISTEN on a fresh "reply_to_<uuid>" channel, publish the request (chunked above 7999
-/// bytes) to the configured request channel (choose_channel), collect replies, UNLISTEN.
+/// bytes) to the configured request channel (choose_channel), collect replies.
 dispatcherd::Result<std::vector<nlohmann::json>> control_over_pg(
     const dispatcherd::PgNotifyConfig& pg, const ControlSpec& spec, WaitPolicy wait);
 

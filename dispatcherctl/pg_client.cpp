@@ -46,10 +46,6 @@ Status PgClient::listen(std::string_view channel) {
   return Ok{};
 }
 
-Status PgClient::unlisten_all() {
-  return exec_params("UNLISTEN *", {});
-}
-
 Status PgClient::notify(std::string_view channel, std::string_view payload) {
   const std::string ch(channel), pl(payload);
   if (auto s = exec_params("SELECT pg_notify($1, $2)", {ch.c_str(), pl.c_str()}); !s.ok())

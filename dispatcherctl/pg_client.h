@@ -29,8 +29,6 @@ class PgClient {
 
   /// LISTEN on `channel` (quoted, so case and any character are kept).
   dispatcherd::Status listen(std::string_view channel);
-  /// UNLISTEN *.
-  dispatcherd::Status unlisten_all();
   /// SELECT pg_notify($1, $2): one statement, so its own transaction.
   dispatcherd::Status notify(std::string_view channel, std::string_view payload);
 
