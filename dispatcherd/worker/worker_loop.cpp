@@ -288,7 +288,8 @@ class Loop {
       }
       if (reader_.corrupt()) return Got::kCorrupt;
       if (idle) {
-        if (s_.main_pid > 0 && ::getppid() != s_.main_pid) return Got::kOrphaned;
+        if (s_.main_pid > 0 && orphan_check_due() && ::getppid() != s_.main_pid)
+          return Got::kOrphaned;
         if (s_.idle_timeout > 0) {
           pollfd p{in_, POLLIN, 0};
           int r = ::poll(&p, 1, static_cast<int>(std::ceil(s_.idle_timeout * 1000)));
@@ -318,6 +319,18 @@ class Loop {
         return Got::kIoError;
       }
     }
+  }
+
+  // Whether to ask getppid() before this wait: on the first wait, then at most once a second.
+  // PR_SET_PDEATHSIG already ends a worker whose parent dies; the check is upstream's (§7.7)
+  // and, once per wait, was a third of a worker's syscalls in a burst.
+  bool orphan_check_due() {
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    if (orphan_checked_ && now.tv_sec == last_orphan_check_) return false;
+    orphan_checked_ = true;
+    last_orphan_check_ = now.tv_sec;
+    return true;
   }
 
   bool send(FrameType type, std::uint64_t seq, std::string_view payload) {
@@ -576,6 +589,8 @@ class Loop {
   ipc::FrameReader reader_;
   // Left uninitialised: zero-filling 64 KiB touched 16 fresh pages before the worker said
   // ready (~45 us a page fault on a VM); read() touches only what a frame fills.
+  bool orphan_checked_ = false;
+  std::time_t last_orphan_check_ = 0;
   static constexpr std::size_t kReadBufferSize = 64 * 1024;
   std::unique_ptr<char[]> rbuf_ = std::make_unique_for_overwrite<char[]>(kReadBufferSize);
   std::string wbuf_;

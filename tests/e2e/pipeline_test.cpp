@@ -14,13 +14,16 @@ namespace {
 std::string config(const std::string& ch, const std::string& pool, const std::string& extra = "") {
   return R"(version: 2
 service:
-  pool_kwargs: )" + pool + R"(
+  pool_kwargs: )" +
+         pool + R"(
   main_kwargs: {node_id: e2e-pipeline}
 brokers:
   pg_notify:
     config: {conninfo: "{DSN}"}
-    channels: [")" + ch + R"("]
-    default_publish_channel: ")" + ch + R"("
+    channels: [")" +
+         ch + R"("]
+    default_publish_channel: ")" +
+         ch + R"("
     max_connection_idle_seconds: null
 extensions:
   cancel_grace_seconds: 1
@@ -90,7 +93,8 @@ TEST_F(Pipeline, Spec8_1_SerialRunsAllTenOneAtATime) {
 
 TEST_F(Pipeline, Spec8_1_QueueOneKeepsOneWaitingAndDiscardsEight) {
   start("{min_workers: 4, max_workers: 4}");
-  publish_n(10, R"({"task": "dispatcherd.builtin.sleep", "args": [30], "on_duplicate": "queue_one")");
+  publish_n(10,
+            R"({"task": "dispatcherd.builtin.sleep", "args": [30], "on_duplicate": "queue_one")");
   ASSERT_TRUE(eventually([&] { return pool_count(ch, "discard_count") == 8; }, 20)) << svc->log();
   auto r = reply(ch, "running");
   EXPECT_EQ(count_keys(r, "worker-"), 1) << r.dump();
@@ -145,7 +149,8 @@ TEST_F(Pipeline, Spec8_2_DelayedTaskIsVisibleThenRuns) {
   start("{min_workers: 1, max_workers: 1}");
   std::string path = svc->dir() + "/delayed.txt";
   pg_notify(ch, R"({"task": "dispatcherd.builtin.record", "uuid": "d1", "delay": 1.0,
-                    "kwargs": {"path": ")" + path + "\"}}");
+                    "kwargs": {"path": ")" +
+                    path + "\"}}");
   nlohmann::json r;
   ASSERT_TRUE(eventually([&] { return (r = reply(ch, "running")).contains("delayed-0"); }, 5));
   EXPECT_EQ(r["delayed-0"]["uuid"], "d1");
@@ -156,14 +161,16 @@ TEST_F(Pipeline, Spec8_2_CancelledDelayedTaskNeverRuns) {
   start("{min_workers: 1, max_workers: 1}");
   std::string path = svc->dir() + "/never.txt";
   pg_notify(ch, R"({"task": "dispatcherd.builtin.record", "uuid": "d2", "delay": 1.5,
-                    "kwargs": {"path": ")" + path + "\"}}");
+                    "kwargs": {"path": ")" +
+                    path + "\"}}");
   ASSERT_TRUE(eventually([&] { return reply(ch, "running").contains("delayed-0"); }, 5));
   auto r = reply(ch, "cancel", {{"uuid", "d2"}});
   EXPECT_TRUE(r.contains("delayed-0")) << r.dump();
   // A later task runs; the cancelled one has not by then (it was due first).
   std::string later = svc->dir() + "/later.txt";
   pg_notify(ch, R"({"task": "dispatcherd.builtin.record", "uuid": "d3", "delay": 2.0,
-                    "kwargs": {"path": ")" + later + "\"}}");
+                    "kwargs": {"path": ")" +
+                    later + "\"}}");
   ASSERT_TRUE(eventually([&] { return read_lines(later).size() == 1; }, 10));
   EXPECT_TRUE(read_lines(path).empty());
 }
@@ -185,6 +192,9 @@ producers:
   auto sched = read_lines(svc->dir() + "/sched.txt");
   EXPECT_EQ(sched[0], "sch-1");
   EXPECT_EQ(sched[1], "sch-2");
+  // The pg_notify broker, held back until the on-start task went to a worker, is up and
+  // answers control messages.
+  EXPECT_GE(pool_count(ch, "succeeded_count"), 4) << svc->log();
 }
 
 TEST_F(Pipeline, Design3_WorkerIsRecycledAfterMaxTasks) {
@@ -206,7 +216,8 @@ TEST_F(Pipeline, Design3_WorkerIsRecycledAboveItsRssLimit) {
 TEST_F(Pipeline, Spec7_10_ErrbacksOnFailureAndCallbacksAlwaysWithParentUuid) {
   start("{min_workers: 1, max_workers: 1}");
   std::string path = svc->dir() + "/cb.txt";
-  std::string rec = R"({"task": "dispatcherd.builtin.record", "kwargs": {"path": ")" + path + "\"}}";
+  std::string rec =
+      R"({"task": "dispatcherd.builtin.record", "kwargs": {"path": ")" + path + "\"}}";
   pg_notify(ch, R"({"task": "dispatcherd.builtin.fail", "uuid": "parent", "errbacks": [)" + rec +
                     "], \"callbacks\": [" + rec + "]}");
   ASSERT_TRUE(eventually([&] { return read_lines(path).size() == 2; }, 10)) << svc->log();

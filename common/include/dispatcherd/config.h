@@ -186,9 +186,9 @@ Result<Config> load_config_text(const std::string& text, const std::string& name
 Status resolve_conninfo(PgNotifyConfig& pg);
 
 /// Applies DISPATCHERD_PG_CONNINFO, when set and non-empty, to brokers.pg_notify.conninfo of a
-/// config that enables pg_notify (the file's conninfo is still checked), so that deployments, `make
-/// run` and `make demo` point the service and dispatcherctl at a database without editing the file.
-/// True when it applied.
+/// config that enables pg_notify, so that deployments, `make run` and `make demo` point the
+/// service and dispatcherctl at a database without editing the file (whose conninfo is still
+/// checked). True when it applied.
 bool apply_conninfo_override(Config& config);
 
 /// Picks the config path like upstream (§5.1): DISPATCHERD_CONFIG_FILE when `cli_path` is
