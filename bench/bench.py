@@ -9,17 +9,19 @@ stopped on exit, on an error and on Ctrl-C.
 
 Sections (BENCH_SECTIONS picks some):
   throughput  no-op bursts end to end, batching and one-statement publishers, vs the ceiling
-  latency     publish → start and notification read → start at fixed rates
+  latency     publish → start and main's read → task start at fixed rates
   memory      private memory and PSS at idle; bytes per queued task; idle CPU
   startup     exec → first on-start task running
-  ctl         `dispatcherctl running` round trip over the socket and over pg_notify
+  ctl         `dispatcherctl running` over the socket and over pg_notify, next to the floor
+              of a fresh libpq client (bench_pg_roundtrip)
   scaling     24 sleeps of 0.5 s on a pool of 1–12 workers
   growth      tasks/s against workers, payload size and backlog size
 
 harness.py holds Postgres, the service and what is read from /proc and /metrics; report.py
 prints the table. The tight parts are C++ tools (target bench_tools): bench_throughput
 (a burst and its ceiling, CPU per task), bench_latency (paced publishing, a bare LISTEN
-connection, stamps), bench_publish (a backlog), bench_exec_stamp (stamp, then exec) and the task
+connection, stamps), bench_publish (a backlog), bench_exec_stamp (stamp, then exec), bench_pg_roundtrip (a fresh
+libpq client's NOTIFY to itself) and the task
 library libbench_tasks.so (bench.stamp records when a task starts; bench.hold keeps a worker
 busy until a file exists).
 """
@@ -361,7 +363,8 @@ def main():
     for binary in (os.path.join(BUILD, "dispatcherd", "dispatcherd"),
                    os.path.join(BUILD, "dispatcherctl", "dispatcherctl"),
                    tool("bench_throughput"), tool("bench_latency"), tool("bench_publish"),
-                   tool("bench_exec_stamp"), tool("libbench_tasks.so")):
+                   tool("bench_exec_stamp"), tool("bench_pg_roundtrip"),
+                   tool("libbench_tasks.so")):
         if not os.path.exists(binary):
             print(f"bench: {binary} is missing; build the bench_tools target", file=sys.stderr)
             return 2

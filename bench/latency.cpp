@@ -2,9 +2,9 @@
 // measures per task
 //   publish → start: the task's CLOCK_REALTIME at start minus the publisher's stamp, taken just
 //                    before the statement is sent (carried in kwargs "t_pub_ns");
-//   read → start:    what the service adds: main's read of the notification to the task's
-//                    start (its decode, queue, IPC to a worker, the worker's wake-up and
-//                    decode), from the task's TaskContext::received_at() (the record's added_ns);
+//   read → start:    what the service adds: main taking the notification it read (after its
+//                    one-pass scan) to the task's start (queue, IPC to a worker, the worker's
+//                    wake-up and decode), from TaskContext::received_at() (the record's added_ns);
 //   receive → start: start minus the moment a bare LISTEN connection of this tool, on the same
 //                    channel, got the notification. Postgres wakes that connection's backend
 //                    and main's separately, so this mixes in their scheduling skew (either way:

@@ -91,7 +91,7 @@ def print_table(res, meta):
           f"on {S.POOL} workers; µs")
         p("   publish → start: the task's CLOCK_REALTIME at entry minus the publisher's, taken "
           "just before sending")
-        p("   service adds: main's read of the notification → task start, per task "
+        p("   service adds: main taking the notification it read → task start, per task "
           "(TaskContext::received_at)")
         p("   main's part (histogram): dispatcherd_task_start_latency_seconds, main read → "
           "handed to a worker, bucket-interpolated")

@@ -171,6 +171,7 @@ int run_service(int argc, char** argv) {
     exit_code = 1;
     stop();
   });
+  service.on_ready([] { sd_notify("READY=1"); });
   loop.on_signal(SIGTERM, [&](const signalfd_siginfo&) { stop(); });
   loop.on_signal(SIGINT, [&](const signalfd_siginfo&) { stop(); });
   loop.on_signal(SIGCHLD, [&](const signalfd_siginfo&) {
@@ -206,8 +207,7 @@ int run_service(int argc, char** argv) {
   });
   loop.every_turn([] { log::flush_pending(); });
 
-  service.start();
-  sd_notify("READY=1");
+  service.start();  // READY=1 once every broker started (on_ready above)
   start_watchdog(loop);
   loop.run();
   LOG_INFO("dispatcherd stopped");

@@ -93,7 +93,10 @@ Service::Service(EventLoop& loop, const Config& config, WorkerLauncher& launcher
     if (name == "pg_notify" && config_.pg_notify.enabled) {
       PgNotifyBrokerOptions options;
       options.config_error = [this](const Error& e) {
-        if (fatal_) fatal_(e);
+        if (fatal_)
+          fatal_(e);
+        else
+          LOG_ERROR("pg_notify: not starting: " << e.message);
       };
       b = std::make_unique<PgNotifyBroker>(loop_, config_.pg_notify, sink, std::move(options));
       if (config_.pg_notify.conninfo_source.pending) late_brokers_.push_back(b.get());
@@ -143,10 +146,13 @@ void Service::start() {
     if (std::find(late_brokers_.begin(), late_brokers_.end(), b.get()) == late_brokers_.end())
       b->start();
   for (auto& p : producers_) p->start();
-  // Starting a late broker loads libpq, ~10-15 ms of main's time on a small VM. On-start tasks
-  // need only a worker: the load waits until the first is handed out, so that it overlaps the
-  // task (and the other workers' start) instead of delaying it.
-  start_late_brokers_in(pool_->queued_count() == 0 ? 0 : kLateBrokerBound);
+  // On-start tasks need only a worker: the libpq load of a late broker waits until the first
+  // is handed out, so that it overlaps the task (and the other workers' start).
+  if (late_brokers_.empty()) {
+    if (ready_) ready_();
+  } else {
+    start_late_brokers_in(pool_->queued_count() == 0 ? 0 : kLateBrokerBound);
+  }
   LOG_INFO("Dispatcherd node_id=" << node_id_ << " running forever, or until shutdown command");
 }
 
@@ -181,7 +187,9 @@ void Service::start_late_brokers_in(double delay) {
     late_timer_ = 0;
     std::vector<Broker*> late;
     late.swap(late_brokers_);
-    for (Broker* b : late) b->start();
+    for (Broker* b : late)
+      if (!stopping_) b->start();  // a failed start calls fatal_, which stops the service
+    if (!stopping_ && ready_) ready_();
   });
 }
 

@@ -306,9 +306,12 @@ Result<Config> load_config_text(const std::string& text, const std::string& name
                                 ConninfoCheck check) {
   Config cfg;
   cfg.path = name;
-  const Ctx c(name, &cfg.warnings, check);
+  const Ctx c(name, &cfg.warnings);
   try {
     load(text, c, cfg);
+    // Last, so that the first error is the same whether or not the check is deferred.
+    if (check == ConninfoCheck::AtLoad && cfg.pg_notify.conninfo_source.pending)
+      if (Status st = resolve_conninfo(cfg.pg_notify); !st) return Error{st.error().message};
   } catch (const ConfigError& e) {
     return Error{e.what()};
   } catch (const YAML::Exception& e) {

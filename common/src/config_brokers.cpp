@@ -76,7 +76,8 @@ bool libpq_keyword(const LibPq& pq, const std::string& key) {
 }
 
 // Keeps brokers.pg_notify.config's entries with their positions; the checks that need libpq
-// run in resolve_conninfo(), now or (ConninfoCheck::Deferred) when the service starts the broker.
+// run in resolve_conninfo(): at the end of the load, or (ConninfoCheck::Deferred) when the
+// service starts the broker.
 void collect_conninfo(const Ctx& c, const Field& config, ConninfoSource& src) {
   src.path = config.path;
   src.at = c.where(config.value.Mark());
@@ -138,12 +139,9 @@ void load_pg_notify(const Ctx& c, const Field& section, PgNotifyConfig& pg) {
           "config is required)";
     c.fail(section.key_node.Mark(), msg);
   }
+  // libpq's checks come last (load_config_text or the service), after every other check.
   collect_conninfo(c, *config, pg.conninfo_source);
-  if (c.conninfo_check() == ConninfoCheck::Deferred) {
-    pg.conninfo_source.pending = true;
-  } else if (Status st = resolve_conninfo(pg); !st) {
-    throw ConfigError(st.error().message);
-  }
+  pg.conninfo_source.pending = true;
   // The self-check rules of §3.1.1, with upstream's wording.
   if (!pg.max_connection_idle_seconds) {
     pg.max_self_check_message_age_seconds.reset();

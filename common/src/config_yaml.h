@@ -53,12 +53,8 @@ struct Field {
 /// Loading context: the file name for messages and the warnings collected so far.
 class Ctx {
  public:
-  Ctx(std::string file, std::vector<std::string>* warnings,
-      ConninfoCheck conninfo_check = ConninfoCheck::AtLoad)
-      : file_(std::move(file)), warnings_(warnings), conninfo_check_(conninfo_check) {}
-
-  /// Whether brokers.pg_notify.config gets libpq's checks now or from resolve_conninfo().
-  ConninfoCheck conninfo_check() const { return conninfo_check_; }
+  Ctx(std::string file, std::vector<std::string>* warnings)
+      : file_(std::move(file)), warnings_(warnings) {}
 
   /// The `file:line:col: ` prefix for a mark (yaml-cpp marks are 0-based; a null mark is 1:1).
   std::string where(const YAML::Mark& m) const;
@@ -98,7 +94,6 @@ class Ctx {
  private:
   const std::string file_;
   std::vector<std::string>* warnings_;
-  const ConninfoCheck conninfo_check_;
 };
 
 /// Loads the `brokers:` section into cfg.pg_notify, cfg.socket and cfg.broker_order

@@ -9,8 +9,8 @@ namespace dispatcherd {
 namespace {
 
 // libpq is reached through the dlopen'ed table (libpq_api.h), not linked: a service with only
-// the socket broker never loads its ~25 libraries, and one with pg_notify has loaded it while
-// checking the conninfo at config load. Every call below is on a PGconn, which exists only
+// the socket broker never loads its ~25 libraries, and one with pg_notify loads it when the
+// broker starts (checking the conninfo). Every call below is on a PGconn, which exists only
 // once connect() has loaded the table, so this cannot fail where it is used.
 const LibPq& pq() {
   auto loaded = libpq();

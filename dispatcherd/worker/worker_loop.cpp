@@ -325,11 +325,11 @@ class Loop {
   // PR_SET_PDEATHSIG already ends a worker whose parent dies; the check is upstream's (§7.7)
   // and, once per wait, was a third of a worker's syscalls in a burst.
   bool orphan_check_due() {
-    timespec now{};
-    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-    if (orphan_checked_ && now.tv_sec == last_orphan_check_) return false;
-    orphan_checked_ = true;
-    last_orphan_check_ = now.tv_sec;
+    timespec t{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &t);  // the vDSO, no syscall
+    const double now = static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+    if (last_orphan_check_ >= 0 && now - last_orphan_check_ < 1.0) return false;
+    last_orphan_check_ = now;
     return true;
   }
 
@@ -587,11 +587,10 @@ class Loop {
   int out_;
   WorkerSettings s_;
   ipc::FrameReader reader_;
+  double last_orphan_check_ = -1;  // CLOCK_MONOTONIC_COARSE seconds; -1: never
+  static constexpr std::size_t kReadBufferSize = 64 * 1024;
   // Left uninitialised: zero-filling 64 KiB touched 16 fresh pages before the worker said
   // ready (~45 us a page fault on a VM); read() touches only what a frame fills.
-  bool orphan_checked_ = false;
-  std::time_t last_orphan_check_ = 0;
-  static constexpr std::size_t kReadBufferSize = 64 * 1024;
   std::unique_ptr<char[]> rbuf_ = std::make_unique_for_overwrite<char[]>(kReadBufferSize);
   std::string wbuf_;
   TaskContext::ControlFn control_fn_;

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -279,13 +280,43 @@ TEST(Ops, Issue6_CheckConfigExitCodes) {
       << missing.second;
 }
 
+// A datagram socket standing in for systemd's NOTIFY_SOCKET.
+class NotifySocket {
+ public:
+  NotifySocket() : path_("/tmp/dspd-notify-" + std::to_string(::getpid()) + ".sock") {
+    ::unlink(path_.c_str());
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
+    fd_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  }
+  ~NotifySocket() { ::unlink(path_.c_str()); }
+  /// "NOTIFY_SOCKET=<path>" for the service's environment.
+  std::string env() const { return "NOTIFY_SOCKET=" + path_; }
+  /// Every datagram received so far, concatenated with newlines.
+  std::string received() {
+    char buf[512];
+    ssize_t n;
+    while ((n = ::recv(fd_.get(), buf, sizeof buf, 0)) > 0)
+      got_.append(buf, static_cast<std::size_t>(n)).push_back('\n');
+    return got_;
+  }
+
+ private:
+  std::string path_, got_;
+  Fd fd_;
+};
+
 TEST(Ops, Design8_BadConninfoStopsTheServiceWithItsPosition) {
   // The service checks the conninfo with libpq when its pg_notify broker starts, after the
   // workers (and, with on-start tasks, after the first is handed out): it must still exit 1
-  // with the file:line:col message, and leave no process behind. Without and with on-start.
+  // with the file:line:col message, never tell systemd it is ready, and leave no process
+  // behind. Without and with on-start tasks.
   for (const std::string& on_start :
        {std::string(), std::string("producers:\n  OnStartProducer:\n    task_list:\n"
                                    "      dispatcherd.builtin.sleep: {args: [0.2]}\n")}) {
+    NotifySocket notify;
     ServiceProcess svc(R"(version: 2
 service:
   pool_kwargs: {min_workers: 2}
@@ -295,7 +326,8 @@ brokers:
     channels: [c]
   socket:
     socket_path: {DIR}/ctl.sock
-)" + on_start);
+)" + on_start,
+                       {}, {notify.env()});
     ASSERT_TRUE(svc.start());
     std::optional<int> status = svc.wait_exit(20);
     ASSERT_TRUE(status.has_value()) << "still running: " << svc.log();
@@ -306,7 +338,25 @@ brokers:
         << svc.log();
     EXPECT_TRUE(eventually([&] { return descendants(svc.pid()).empty(); }, 10));
     EXPECT_FALSE(std::filesystem::exists(svc.dir() + "/ctl.sock"));
+    EXPECT_EQ(notify.received().find("READY=1"), std::string::npos) << notify.received();
+    EXPECT_NE(notify.received().find("STOPPING=1"), std::string::npos) << notify.received();
   }
+}
+
+TEST(Ops, Design3_ReadyOnlyOnceThePgNotifyBrokerStarted) {
+  REQUIRE_PG();
+  // READY=1 goes to systemd after the deferred conninfo check, when the broker has started.
+  NotifySocket notify;
+  const std::string ch = unique_channel("opsready");
+  ServiceProcess svc(ops_config(ch, free_tcp_port()), {}, {notify.env()});
+  ASSERT_TRUE(svc.start());
+  ASSERT_TRUE(
+      eventually([&] { return notify.received().find("READY=1") != std::string::npos; }, 20))
+      << svc.log();
+  // The broker's start loaded libpq, so it is mapped by the time READY=1 was sent.
+  EXPECT_NE(read_proc_file("/proc/" + std::to_string(svc.pid()) + "/maps").find("libpq.so"),
+            std::string::npos);
+  ASSERT_TRUE(svc.wait_for_log("pg_notify connection established")) << svc.log();
 }
 
 TEST(Ops, Issue6_WorkerTitleShowsItsCurrentTask) {

@@ -496,6 +496,20 @@ TEST(Config, Design8_GoodConfigsFolderLoads) {
   }
 }
 
+TEST(Config, Design8_ConninfoIsCheckedLastEitherWay) {
+  // A bad conninfo and a bad self-check bound: both loads report the bound, which needs no
+  // libpq; the conninfo is reported once the rest is right.
+  const std::string both =
+      "version: 2\nbrokers:\n  pg_notify:\n    config: {conninfo: \"dbname='x\"}\n"
+      "    max_self_check_message_age_seconds: 99\n";
+  const std::string bound = load_err(both);
+  EXPECT_NE(bound.find("max_self_check_message_age_seconds must be smaller"), std::string::npos)
+      << bound;
+  Result<Config> d = load_config_text(both, "x.yml", ConninfoCheck::Deferred);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().message, bound);
+}
+
 TEST(Config, Design8_DeferredConninfoAssemblesLikeTheLoad) {
   // Parameters override the conninfo's own, in file order, as at load.
   const std::string text =

@@ -295,9 +295,9 @@ TEST_F(WorkerLoop, Spec2_3_UuidAndChannelFromTheFrameAreSetInTheMessage) {
 }
 
 TEST_F(WorkerLoop, Design10_TaskSeesWhenMainReadItsMessage) {
-  // Both the scanned and the parsed path (before_task needs the parsed message) pass it on.
+  // Both the scanned path and the parsed one (which callbacks take) pass it on.
   task_text(1, R"({"task":"tests.wl.received_at"})", "", 12345.25);
-  task_text(2, R"({"task":"tests.wl.received_at","kwargs":{"a":1}})", "", 0.5);
+  task_text(2, R"({"task":"tests.wl.received_at","callbacks":[]})", "", 0.5);
   stop();
   EXPECT_EQ(run(), 0);
   auto out = output();

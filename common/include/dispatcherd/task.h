@@ -81,9 +81,10 @@ class TaskContext {
   const std::string& uuid() const { return uuid_; }
   /// The id of the worker running it.
   int worker_id() const { return worker_id_; }
-  /// When the service's main process read this task's message, in CLOCK_MONOTONIC seconds
-  /// (std::chrono::steady_clock's clock on Linux); 0 when not known (callbacks, direct calls).
-  /// Now minus this is how long the task waited: queue, any `delay`, and the hand-over.
+  /// When the service's main process took this task's message (read and scanned it), in
+  /// CLOCK_MONOTONIC seconds (std::chrono::steady_clock's clock on Linux). Now minus this is how
+  /// long the task waited: queue, any `delay`, and the hand-over. 0 when not known: callbacks,
+  /// errbacks and contexts built outside a worker.
   double received_at() const { return received_at_; }
   /// Positional arguments (an array, [] when absent).
   const nlohmann::json& args() const;
