@@ -7,6 +7,7 @@
 #include "dispatcherd/brokers/socket_broker.h"
 #include "dispatcherd/control/commands.h"
 #include "dispatcherd/control_protocol.h"
+#include "dispatcherd/libpq_api.h"
 #include "dispatcherd/log.h"
 #include "dispatcherd/message.h"
 #include "dispatcherd/message_scan.h"
@@ -187,6 +188,9 @@ void Service::start_late_brokers_in(double delay) {
     late_timer_ = 0;
     std::vector<Broker*> late;
     late.swap(late_brokers_);
+    // Main has one thread: libpq can be loaded without GnuTLS's load-time set-up. A failed
+    // load is reported by the broker's start.
+    (void)libpq_single_threaded();
     for (Broker* b : late)
       if (!stopping_) b->start();  // a failed start calls fatal_, which stops the service
     if (!stopping_ && ready_) ready_();

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -56,6 +57,15 @@ Result<const LibPq*> libpq() {
   }();
   if (!error.empty()) return Error{error};
   return &table;
+}
+
+Result<const LibPq*> libpq_single_threaded() {
+  constexpr const char* kVar = "GNUTLS_NO_IMPLICIT_INIT";
+  if (std::getenv(kVar) != nullptr) return libpq();  // the caller's choice stands
+  ::setenv(kVar, "1", 1);
+  auto loaded = libpq();
+  ::unsetenv(kVar);
+  return loaded;
 }
 
 }  // namespace dispatcherd

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 
 namespace dispatcherd {
@@ -41,6 +42,19 @@ TEST(LibPqApi, ALibraryWithoutTheFunctionsIsAnErrorNamingTheFirstMissing) {
   const std::string& m = loaded.error().message;
   EXPECT_EQ(m.rfind("cannot load libc.so.6: ", 0), 0u) << m;
   EXPECT_NE(m.find("PQconnectdbParams"), std::string::npos) << m;
+}
+
+TEST(LibPqApi, SingleThreadedLoadLeavesTheEnvironmentAsItWas) {
+  // GNUTLS_NO_IMPLICIT_INIT is set only around the load: commands that workers run must not
+  // inherit it (a GnuTLS program that relies on implicit init would lose TLS).
+  ::unsetenv("GNUTLS_NO_IMPLICIT_INIT");
+  ASSERT_TRUE(libpq_single_threaded().ok());
+  EXPECT_EQ(std::getenv("GNUTLS_NO_IMPLICIT_INIT"), nullptr);
+  ::setenv("GNUTLS_NO_IMPLICIT_INIT", "0", 1);  // a caller's own setting stays
+  ASSERT_TRUE(libpq_single_threaded().ok());
+  ASSERT_NE(std::getenv("GNUTLS_NO_IMPLICIT_INIT"), nullptr);
+  EXPECT_STREQ(std::getenv("GNUTLS_NO_IMPLICIT_INIT"), "0");
+  ::unsetenv("GNUTLS_NO_IMPLICIT_INIT");
 }
 
 }  // namespace

@@ -73,4 +73,11 @@ Result<LibPq> load_libpq(const char* soname);
 /// destructors, so a static Publisher may still close its connection at exit.
 Result<const LibPq*> libpq();
 
+/// libpq(), first telling GnuTLS not to initialise itself when it is loaded (libpq pulls it
+/// in through libldap, for LDAP service lookups only; libldap initialises it itself if it ever
+/// needs TLS). That load-time initialisation costs ~120 kB of heap and ~1 ms for nothing in
+/// the service. Sets GNUTLS_NO_IMPLICIT_INIT around the load and restores the environment:
+/// call it only while the process has one thread (the service's main process).
+Result<const LibPq*> libpq_single_threaded();
+
 }  // namespace dispatcherd
