@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <utility>
 
 #include "dispatcherd/brokers/pg_notify_broker.h"
 #include "dispatcherd/brokers/socket_broker.h"
@@ -79,7 +80,7 @@ Service::Service(EventLoop& loop, const Config& config, WorkerLauncher& launcher
   };
   hooks.started = [this](const QueuedTask& t, MonoTime now) {
     task_started(t, now);
-    start_late_brokers_in(0);
+    start_late_broker_in(0);
   };
   hooks.control = [this](int, std::string_view request) { return bind_control(request); };
   pool_ = std::make_unique<WorkerPool>(loop_, launcher, pool_options(config_), std::move(hooks));
@@ -100,7 +101,7 @@ Service::Service(EventLoop& loop, const Config& config, WorkerLauncher& launcher
           LOG_ERROR("pg_notify: not starting: " << e.message);
       };
       b = std::make_unique<PgNotifyBroker>(loop_, config_.pg_notify, sink, std::move(options));
-      if (config_.pg_notify.conninfo_source.pending) late_brokers_.push_back(b.get());
+      if (config_.pg_notify.conninfo_source.pending) late_broker_ = b.get();
     } else if (name == "socket" && config_.socket.enabled)
       b = std::make_unique<SocketBroker>(loop_, config_.socket,
                                          SocketBroker::Limits::from(config_.extensions), sink);
@@ -144,15 +145,14 @@ void Service::start() {
   if (http_) http_->start();
   pool_->start();
   for (auto& b : brokers_)
-    if (std::find(late_brokers_.begin(), late_brokers_.end(), b.get()) == late_brokers_.end())
-      b->start();
+    if (b.get() != late_broker_) b->start();
   for (auto& p : producers_) p->start();
   // On-start tasks need only a worker: the libpq load of a late broker waits until the first
   // is handed out, so that it overlaps the task (and the other workers' start).
-  if (late_brokers_.empty()) {
+  if (late_broker_ == nullptr) {
     if (ready_) ready_();
   } else {
-    start_late_brokers_in(pool_->queued_count() == 0 ? 0 : kLateBrokerBound);
+    start_late_broker_in(pool_->queued_count() == 0 ? 0 : kLateBrokerBound);
   }
   LOG_INFO("Dispatcherd node_id=" << node_id_ << " running forever, or until shutdown command");
 }
@@ -163,7 +163,7 @@ void Service::stop(std::function<void()> done) {
   LOG_INFO("Received exit signal");
   if (late_timer_) loop_.cancel(late_timer_);
   late_timer_ = 0;
-  late_brokers_.clear();
+  late_broker_ = nullptr;
   for (auto& b : brokers_) b->stop();
   for (auto& p : producers_) p->stop();
   MonoTime now = loop_.now();
@@ -178,21 +178,19 @@ void Service::stop(std::function<void()> done) {
   });
 }
 
-void Service::start_late_brokers_in(double delay) {
-  if (late_brokers_.empty() || stopping_) return;
+void Service::start_late_broker_in(double delay) {
+  if (late_broker_ == nullptr || stopping_) return;
   const MonoTime due = loop_.now() + delay;
   if (late_timer_ && due >= late_due_) return;
   if (late_timer_) loop_.cancel(late_timer_);
   late_due_ = due;
   late_timer_ = loop_.after(delay, [this] {
     late_timer_ = 0;
-    std::vector<Broker*> late;
-    late.swap(late_brokers_);
+    Broker* b = std::exchange(late_broker_, nullptr);
     // Main has one thread: libpq can be loaded without GnuTLS's load-time set-up. A failed
     // load is reported by the broker's start.
     (void)libpq_single_threaded();
-    for (Broker* b : late)
-      if (!stopping_) b->start();  // a failed start calls fatal_, which stops the service
+    b->start();  // a failed conninfo check calls fatal_, which stops the service
     if (!stopping_ && ready_) ready_();
   });
 }

@@ -101,9 +101,9 @@ class Service : public ControlView {
   std::string bind_control(std::string_view request_json);
   void setup_metrics();
   void expire_chunks();
-  // Starts the brokers start() held back after `delay` seconds (0: the next loop turn), unless
-  // they are due sooner already.
-  void start_late_brokers_in(double delay);
+  // Starts the broker start() held back after `delay` seconds (0: the next loop turn), unless
+  // it is due sooner already.
+  void start_late_broker_in(double delay);
 
   EventLoop& loop_;
   Config config_;
@@ -121,8 +121,8 @@ class Service : public ControlView {
   bool stopping_ = false;
   std::function<void()> ready_;
   std::function<void(const Error&)> fatal_;
-  // Brokers whose start loads libpq, held back by start() (see there).
-  std::vector<Broker*> late_brokers_;
+  // The pg_notify broker when its start loads libpq, held back by start() (see there).
+  Broker* late_broker_ = nullptr;
   EventLoop::TimerId late_timer_ = 0;
   MonoTime late_due_ = 0;
   /// Longest that start() holds back a broker for a queued task, when no worker comes up.
