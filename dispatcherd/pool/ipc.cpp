@@ -47,13 +47,17 @@ bool known_type(std::uint16_t t) {
   return false;
 }
 
-}  // namespace
-
-void append_frame(std::string& out, FrameType type, std::uint64_t seq, std::string_view payload) {
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(payload.size()));
+void put_header(std::string& out, FrameType type, std::uint64_t seq, std::size_t payload_bytes) {
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(payload_bytes));
   put<std::uint16_t>(out, static_cast<std::uint16_t>(type));
   put<std::uint16_t>(out, 0);  // flags, reserved
   put<std::uint64_t>(out, seq);
+}
+
+}  // namespace
+
+void append_frame(std::string& out, FrameType type, std::uint64_t seq, std::string_view payload) {
+  put_header(out, type, seq, payload.size());
   out.append(payload);
 }
 
@@ -86,29 +90,32 @@ std::optional<Frame> FrameReader::next() {
   return f;
 }
 
-// A task payload: received_at (8 bytes), then uuid, channel and body, each length-prefixed.
-constexpr std::size_t kTaskFixedBytes = 8 + 12;
+namespace {
 
-std::string encode_task(const TaskPayload& t) {
-  std::string out;
-  out.reserve(kTaskFixedBytes + t.uuid.size() + t.channel.size() + t.body.size());
+// A task payload: received_at (8 bytes), then uuid, channel and body, each length-prefixed.
+std::size_t task_bytes(const TaskPayload& t) {
+  return 8 + 12 + t.uuid.size() + t.channel.size() + t.body.size();
+}
+
+void put_task(std::string& out, const TaskPayload& t) {
   put<double>(out, t.received_at);
   put_str(out, t.uuid);
   put_str(out, t.channel);
   put_str(out, t.body);
+}
+
+}  // namespace
+
+std::string encode_task(const TaskPayload& t) {
+  std::string out;
+  out.reserve(task_bytes(t));
+  put_task(out, t);
   return out;
 }
 
 void append_task_frame(std::string& out, std::uint64_t seq, const TaskPayload& t) {
-  const std::size_t len = kTaskFixedBytes + t.uuid.size() + t.channel.size() + t.body.size();
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(len));
-  put<std::uint16_t>(out, static_cast<std::uint16_t>(FrameType::kTask));
-  put<std::uint16_t>(out, 0);  // flags, reserved
-  put<std::uint64_t>(out, seq);
-  put<double>(out, t.received_at);
-  put_str(out, t.uuid);
-  put_str(out, t.channel);
-  put_str(out, t.body);
+  put_header(out, FrameType::kTask, seq, task_bytes(t));
+  put_task(out, t);
 }
 
 std::optional<TaskPayload> decode_task(std::string_view payload) {
